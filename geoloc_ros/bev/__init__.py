@@ -1,0 +1,1 @@
+"""bev engine of geoloc_ros (ROS-free)."""

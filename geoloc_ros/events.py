@@ -1,0 +1,145 @@
+"""Time-stamped sensor events and engine/filter outputs: the pipeline's only currency.
+
+``geoloc_ros.msgs`` turns ROS messages (rclpy or rosbags) into these; the simulator produces them
+directly; ``geoloc_ros.pipeline.Localizer`` consumes them. Everything is numpy, SI units,
+times are float seconds from the message header stamp.
+Frames (REP-105): ``map`` (prior map), ``odom`` (continuous), ``base_link`` (robot body).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class FixStatus(enum.IntEnum):
+    """GNSS fix quality after a profile has normalised the receiver's own encoding."""
+    NO_FIX = -1
+    FIX = 0          # single point
+    SBAS = 1
+    GBAS = 2         # DGNSS / RTK float
+    RTK_FIXED = 3
+
+
+class Verdict(str, enum.Enum):
+    """Per-epoch verdict of the GNSS degradation monitor."""
+    OK = "OK"
+    DEGRADED = "DEGRADED"
+    REJECTED = "REJECTED"
+    DENIED = "DENIED"
+
+
+class CandidateStatus(str, enum.Enum):
+    """Outcome of a global-localization engine on one query."""
+    OK = "OK"
+    NO_FIX = "NO_FIX"
+
+
+@dataclass
+class ImuEvent:
+    """IMU sample in the base_link frame (profile extrinsic and units already applied)."""
+    t: float
+    acc_mps2: np.ndarray      # (3,) specific force, m/s^2
+    gyr_rps: np.ndarray       # (3,) angular rate, rad/s
+    orientation_xyzw: np.ndarray | None = None  # (4,) when the IMU reports one
+    frame_id: str = "base_link"
+
+
+@dataclass
+class WheelEvent:
+    """Wheel odometry: body-frame forward speed and yaw rate of base_link."""
+    t: float
+    v_mps: float
+    yaw_rate_rps: float
+    var_v: float = 0.01       # (m/s)^2
+    var_yaw_rate: float = 0.001  # (rad/s)^2
+    frame_id: str = "base_link"
+
+
+@dataclass
+class GnssEvent:
+    """GNSS position fix of the antenna (WGS-84), normalised by the profile."""
+    t: float
+    lat_deg: float
+    lon_deg: float
+    alt_m: float
+    cov_enu_m2: np.ndarray | None  # (3, 3) reported covariance in ENU, None when unknown
+    status: FixStatus = FixStatus.FIX
+    num_sv: int = -1
+    frame_id: str = "gnss"
+
+
+@dataclass
+class ScanEvent:
+    """One LiDAR sweep, points in the sensor frame; ``T_base_sensor`` levels them to base_link."""
+    t: float
+    points: np.ndarray                 # (N, 3) float32/64, m, sensor frame
+    intensity: np.ndarray | None = None  # (N,)
+    point_time_s: np.ndarray | None = None  # (N,) time offset of each point from ``t``
+    ring: np.ndarray | None = None       # (N,)
+    frame_id: str = "lidar"
+    T_base_sensor: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+
+@dataclass
+class CameraIntrinsics:
+    """Pinhole (fx, fy, cx, cy) or equidistant fisheye (``model == 'equidistant'`` with D=(k1..k4))."""
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    model: str = "pinhole"
+    D: np.ndarray = field(default_factory=lambda: np.zeros(4))
+
+
+@dataclass
+class ImageEvent:
+    """Camera frame, optionally with aligned depth and an instance-id image."""
+    t: float
+    rgb: np.ndarray | None             # (H, W, 3) uint8
+    depth_m: np.ndarray | None = None  # (H, W) float32, metres, 0 or NaN where unknown
+    instance: np.ndarray | None = None  # (H, W) int32 instance ids, 0 = none
+    intrinsics: CameraIntrinsics | None = None
+    frame_id: str = "camera"
+    T_base_sensor: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+
+@dataclass
+class PoseFixEvent:
+    """An absolute pose measurement in the map frame (from an engine, or an initial pose)."""
+    t: float
+    T_map_base: np.ndarray       # (4, 4)
+    cov6: np.ndarray             # (6, 6) ROS order x, y, z, roll, pitch, yaw
+    source: str = "external"     # "bev", "objects", "initialpose", ...
+    frame_id: str = "map"
+    dof: str = "xyyaw"           # "xyyaw" (3-DoF) or "xyzyaw" (4-DoF) or "full"
+
+
+@dataclass
+class Candidate:
+    """What every engine returns per query: (pose, covariance, score, status) plus the why."""
+    T_map_base: np.ndarray | None  # (4, 4), None when no fix
+    cov6: np.ndarray | None        # (6, 6) ROS order
+    score: float
+    status: CandidateStatus
+    reason: str = ""
+    source: str = ""
+    info: dict = field(default_factory=dict)  # engine-specific numbers (inliers, keyframe id, timings)
+
+
+@dataclass
+class PoseEstimate:
+    """The pipeline's output: map-frame pose with covariance, twist and the filter's verdicts."""
+    t: float
+    T_map_base: np.ndarray       # (4, 4)
+    cov6: np.ndarray             # (6, 6) ROS order x, y, z, roll, pitch, yaw
+    twist: np.ndarray = field(default_factory=lambda: np.zeros(6))  # (6,) body v (m/s), w (rad/s)
+    mode: str = "dead_reckoning"  # "localized", "dead_reckoning", "not_localized"
+    gnss_verdict: Verdict | None = None
+    gnss_reason: str = ""
+    wheel_slip: bool = False
+    counters: dict = field(default_factory=dict)   # rejections and why, per input
+    T_map_odom: np.ndarray | None = None

@@ -1,0 +1,1 @@
+"""fusion engine of geoloc_ros (ROS-free)."""

@@ -1,0 +1,1 @@
+"""objects engine of geoloc_ros (ROS-free)."""
