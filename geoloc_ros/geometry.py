@@ -14,7 +14,7 @@ __all__ = [
     "wrap_angle", "rot_z", "se2", "se2_from_matrix", "se3", "se3_inverse", "yaw_of",
     "quat_to_matrix", "matrix_to_quat", "rpy_to_matrix", "matrix_to_rpy", "transform_points",
     "pose_to_xyzquat", "xyzquat_to_pose", "yaw_only", "symmetrize", "is_valid_covariance",
-    "nees",
+    "nees", "interpolate_poses",
 ]
 
 
@@ -132,3 +132,30 @@ def nees(err: np.ndarray, P: np.ndarray) -> float:
     """Normalized estimation error squared e^T P^-1 e (dimensionless)."""
     err = np.asarray(err, float)
     return float(err @ np.linalg.solve(P, err))
+
+
+def interpolate_poses(t_query_s, t_s: np.ndarray, T: np.ndarray, max_gap_s: float = np.inf):
+    """Poses at ``t_query_s`` (M,) from a trajectory ``t_s`` (N,) / ``T`` (N,4,4): linear in
+    translation, slerp in rotation. Returns (T_q (M,4,4), valid (M,) bool); queries outside the
+    trajectory or inside a gap longer than ``max_gap_s`` are invalid (their pose is the nearest one).
+    """
+    from scipy.spatial.transform import Slerp
+
+    tq = np.atleast_1d(np.asarray(t_query_s, float))
+    t_s = np.asarray(t_s, float)
+    T = np.asarray(T, float)
+    out = np.repeat(np.eye(4)[None], len(tq), axis=0)
+    if len(t_s) == 0:
+        return out, np.zeros(len(tq), bool)
+    if len(t_s) == 1:
+        out[:] = T[0]
+        return out, np.isclose(tq, t_s[0])
+    i = np.clip(np.searchsorted(t_s, tq) - 1, 0, len(t_s) - 2)
+    gap = t_s[i + 1] - t_s[i]
+    valid = (tq >= t_s[0]) & (tq <= t_s[-1]) & (gap <= max_gap_s)
+    tc = np.clip(tq, t_s[0], t_s[-1])
+    a = np.clip((tc - t_s[i]) / np.where(gap > 0, gap, 1.0), 0.0, 1.0)
+    out[:, :3, 3] = (1 - a)[:, None] * T[i, :3, 3] + a[:, None] * T[i + 1, :3, 3]
+    slerp = Slerp(t_s, Rotation.from_matrix(T[:, :3, :3]))
+    out[:, :3, :3] = slerp(tc).as_matrix()
+    return out, valid
