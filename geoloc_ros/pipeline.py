@@ -1,0 +1,246 @@
+"""The localization pipeline: one object, one ``process`` step, the same for ROS and replay.
+
+``Localizer.process(event)`` reads as the list of steps the pipeline takes:
+
+1. check the event's stamp against the newest one (a jump backwards resets the filter);
+2. a LiDAR scan feeds the object engine's submap and, at most every ``bev_period_s``, a BEV
+   global query; accepted candidates become pose fixes of the filter;
+3. a camera frame feeds the object engine;
+4. IMU, wheel, GNSS and external pose fixes go to the fusion filter;
+5. the filter's newest estimate is returned, labelled with the engines' state.
+
+Nothing here imports ROS; ``geoloc_ros.nodes`` and ``geoloc replay`` both drive this class.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from geoloc_ros.config import GeolocConfig
+from geoloc_ros.events import (Candidate, CandidateStatus, GnssEvent, ImageEvent, ImuEvent,
+                               PoseEstimate, PoseFixEvent, ScanEvent, WheelEvent)
+from geoloc_ros.geometry import se3_inverse, wrap_angle, yaw_of
+
+log = logging.getLogger("geoloc_ros.pipeline")
+
+__all__ = ["Localizer", "EngineStats"]
+
+
+@dataclass
+class EngineStats:
+    """Counts and per-stage latencies (ms) of one engine, for diagnostics and the report."""
+    queries: int = 0
+    fixes: int = 0
+    accepted: int = 0
+    no_fix_reasons: dict = field(default_factory=lambda: defaultdict(int))
+    latency_ms: dict = field(default_factory=lambda: defaultdict(list))
+    last_candidate: Candidate | None = None
+
+    def add_latency(self, stage: str, ms: float, keep: int = 5000) -> None:
+        lst = self.latency_ms[stage]
+        lst.append(float(ms))
+        if len(lst) > keep:
+            del lst[: len(lst) - keep]
+
+
+def _candidate_to_fix(c: Candidate, t: float) -> PoseFixEvent:
+    dof = "xyzyaw" if c.source == "objects" else "xyyaw"
+    return PoseFixEvent(t=t, T_map_base=c.T_map_base, cov6=c.cov6, source=c.source or "engine",
+                        frame_id="map", dof=dof)
+
+
+class Localizer:
+    """Feeds time-stamped events to the engines and the filter; returns map-frame estimates.
+
+    Parameters
+    ----------
+    cfg : GeolocConfig
+    mapdir : geoloc_ros.maps.mapdir.MapDir or None
+        The prior map. Without one the engines are off and the filter runs on IMU/wheel/GNSS
+        (GNSS needs a datum: from the map, or ``datum``).
+    datum : geoloc_ros.fusion.gnss.Datum or None
+        Overrides the map's datum.
+    """
+
+    def __init__(self, cfg: GeolocConfig | None = None, mapdir=None, datum=None):
+        from geoloc_ros.fusion.filter import FusionFilter
+        from geoloc_ros.fusion.gnss import Datum
+
+        self.cfg = cfg or GeolocConfig()
+        self.mapdir = mapdir
+        if datum is None and mapdir is not None and mapdir.has("datum.json"):
+            datum = Datum.load(mapdir)
+        self.datum = datum
+        self.filter = FusionFilter(self.cfg.fusion, datum=datum)
+        self.bev = None
+        self.objects = None
+        self.stats = {"bev": EngineStats(), "objects": EngineStats(), "filter": EngineStats()}
+        if mapdir is not None:
+            self._load_engines(mapdir)
+        self.last_scan: ScanEvent | None = None
+        self.last_image: ImageEvent | None = None
+        self.last_estimate: PoseEstimate | None = None
+        self._t_last = -np.inf
+        self._t_last_bev = -np.inf
+        self.resets = 0
+
+    # ---- set-up --------------------------------------------------------------------------
+    def _load_engines(self, mapdir) -> None:
+        if self.cfg.enable_bev and mapdir.has("bev_meta.json"):
+            from geoloc_ros.bev.database import BevDatabase
+            from geoloc_ros.bev.engine import BevLocalizer
+            self.bev = BevLocalizer(self.cfg.bev, BevDatabase.load(mapdir, self.cfg.bev))
+        elif self.cfg.enable_bev:
+            log.warning("map %s has no BEV database: BEV engine off", mapdir.root)
+        if self.cfg.enable_objects and mapdir.has("objects.npz"):
+            from geoloc_ros.objects.engine import ObjectLocalizer
+            from geoloc_ros.objects.map import ObjectMap
+            self.objects = ObjectLocalizer(self.cfg.objects, ObjectMap.load(mapdir))
+        elif self.cfg.enable_objects:
+            log.warning("map %s has no object map: object engine off", mapdir.root)
+
+    def reset(self) -> None:
+        """Forget the filter state and the engines' partial submaps (the map stays)."""
+        self.filter.reset()
+        if self.objects is not None and hasattr(self.objects, "reset"):
+            self.objects.reset()
+        self._t_last = -np.inf
+        self._t_last_bev = -np.inf
+        self.last_estimate = None
+        self.resets += 1
+
+    # ---- the step ------------------------------------------------------------------------
+    def process(self, event) -> PoseEstimate | None:
+        """Consume one event; return the newest estimate when the filter produced one."""
+        if not self._check_clock(event.t):
+            return None
+        if isinstance(event, ScanEvent):
+            self._on_scan(event)
+            est = self.filter.estimate() if self.filter_initialized() else None
+        elif isinstance(event, ImageEvent):
+            self._on_image(event)
+            est = None
+        elif isinstance(event, (ImuEvent, WheelEvent, GnssEvent, PoseFixEvent)):
+            est = self.filter.process(event)
+        else:
+            raise TypeError(f"Localizer.process: unsupported event type {type(event).__name__}")
+        if est is not None:
+            est.mode = self._mode(est)
+            self.last_estimate = est
+        return est
+
+    def filter_initialized(self) -> bool:
+        return bool(getattr(self.filter, "initialized", True))
+
+    def _check_clock(self, t: float) -> bool:
+        if not np.isfinite(t):
+            self.stats["filter"].no_fix_reasons["non-finite stamp"] += 1
+            return False
+        if t < self._t_last - 1.0:
+            log.warning("time jumped backwards by %.2f s (bag loop?): resetting the filter",
+                        self._t_last - t)
+            self.reset()
+        self._t_last = max(self._t_last, t)
+        return True
+
+    def _odom_pose(self) -> np.ndarray | None:
+        """T_odom_base from the filter's newest estimate (continuous frame), None before init."""
+        est = self.last_estimate
+        if est is None:
+            return None
+        if est.T_map_odom is not None:
+            return se3_inverse(est.T_map_odom) @ est.T_map_base
+        return est.T_map_base
+
+    def _on_scan(self, scan: ScanEvent) -> None:
+        self.last_scan = scan
+        if self.objects is not None:
+            T_odom_base = self._odom_pose()
+            if T_odom_base is not None:
+                t0 = time.perf_counter()
+                self.objects.add_scan(scan, T_odom_base)
+                cand = self.objects.step()
+                self.stats["objects"].add_latency("total", 1e3 * (time.perf_counter() - t0))
+                if cand is not None:
+                    self._offer(cand, scan.t, "objects")
+        if self.bev is not None and scan.t - self._t_last_bev >= self.cfg.bev_period_s:
+            self._t_last_bev = scan.t
+            self._bev_query(scan)
+
+    def _on_image(self, img: ImageEvent) -> None:
+        self.last_image = img
+        if self.objects is not None:
+            T_odom_base = self._odom_pose()
+            if T_odom_base is not None:
+                self.objects.add_image(img, T_odom_base)
+
+    def _bev_query(self, scan: ScanEvent) -> list[Candidate]:
+        st = self.stats["bev"]
+        t0 = time.perf_counter()
+        cands = self.bev.localize(scan)
+        st.add_latency("total", 1e3 * (time.perf_counter() - t0))
+        for stage, ms in (cands[0].info.get("latency_ms", {}) if cands else {}).items():
+            st.add_latency(stage, ms)
+        if cands:
+            self._offer(cands[0], scan.t, "bev")
+        else:
+            st.queries += 1
+            st.no_fix_reasons["no candidate"] += 1
+        return cands
+
+    def _offer(self, cand: Candidate, t: float, source: str) -> bool:
+        """Gate an engine candidate against the current estimate; feed the filter if it passes."""
+        st = self.stats[source]
+        st.queries += 1
+        st.last_candidate = cand
+        if cand.status != CandidateStatus.OK or cand.T_map_base is None:
+            st.no_fix_reasons[cand.reason or "no fix"] += 1
+            return False
+        st.fixes += 1
+        cand.source = cand.source or source
+        if not self._consistent(cand):
+            st.no_fix_reasons["inconsistent with the filter"] += 1
+            return False
+        st.accepted += 1
+        self.filter.process(_candidate_to_fix(cand, t))
+        return True
+
+    def _consistent(self, cand: Candidate, gate_chi2: float = 16.27) -> bool:
+        """Mahalanobis gate (x, y, yaw; chi-square 3 dof at 99.9%) once the filter is localized."""
+        est = self.last_estimate
+        if est is None or est.mode != "localized":
+            return True
+        d = np.array([cand.T_map_base[0, 3] - est.T_map_base[0, 3],
+                      cand.T_map_base[1, 3] - est.T_map_base[1, 3],
+                      float(wrap_angle(yaw_of(cand.T_map_base) - yaw_of(est.T_map_base)))])
+        idx = [0, 1, 5]
+        S = est.cov6[np.ix_(idx, idx)] + cand.cov6[np.ix_(idx, idx)]
+        try:
+            return float(d @ np.linalg.solve(S, d)) < gate_chi2
+        except np.linalg.LinAlgError:
+            return False
+
+    def _mode(self, est: PoseEstimate) -> str:
+        if est.mode == "not_localized":
+            return est.mode
+        accepted = self.stats["bev"].accepted + self.stats["objects"].accepted
+        has_global = accepted > 0 or (self.datum is not None and est.gnss_verdict is not None
+                                      and est.counters.get("gnss_used", 0) > 0)
+        return "localized" if has_global else "dead_reckoning"
+
+    # ---- on demand -----------------------------------------------------------------------
+    def global_localize(self) -> list[Candidate]:
+        """Run the BEV engine on the latest scan (any heading, no prior) and return ranked candidates."""
+        out: list[Candidate] = []
+        if self.bev is not None and self.last_scan is not None:
+            out += [c for c in self.bev.localize(self.last_scan) if c.status == CandidateStatus.OK]
+        if self.objects is not None and hasattr(self.objects, "global_localize"):
+            c = self.objects.global_localize()
+            if c is not None and c.status == CandidateStatus.OK:
+                out.append(c)
+        out.sort(key=lambda c: -c.score)
+        return out
