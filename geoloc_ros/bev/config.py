@@ -6,6 +6,32 @@ from geoloc_ros.config import param
 
 @dataclass
 class BevConfig:
+    # --- BEV image (a map built with other values of these is refused) --------------------------
     crop_m: float = param(40.0, "points with |x| or |y| beyond this are dropped before the BEV image", "m")
     voxel_m: float = param(0.4, "voxel size of the downsampling before the BEV image", "m")
+    resolution_m: float = param(0.4, "BEV pixel size; image side = 2*round(crop_m/resolution_m)+1 px", "m/px")
+    max_points_per_cell: int = param(10, "occupied voxels per BEV cell are capped at this before scaling to 0..255")
+    z_min_m: float = param(-5.0, "points below this height in the levelled base frame are dropped", "m")
+    z_max_m: float = param(10.0, "points above this height in the levelled base frame are dropped", "m")
+    min_points: int = param(100, "scans with fewer finite points in the crop give no fix")
+    # --- network -------------------------------------------------------------------------------
+    weights: str = param("", "REIN weights file (state_dict, .pt); empty: the weights shipped in geoloc_ros/data/rein.pt")
+    num_rotations: int = param(8, "rotations of the rotation-equivariant module (360/num_rotations deg steps)")
+    torch_threads: int = param(1, "CPU threads torch may use for inference")
+    # --- keypoints and local descriptors -------------------------------------------------------
+    fast_threshold: float = param(90.0, "FAST-9 intensity threshold on the 0..255 BEV image")
+    max_keypoints: int = param(400, "strongest keypoints kept per BEV image (after 3x3 non-max suppression)")
+    # --- retrieval -----------------------------------------------------------------------------
+    index_type: str = param("flat", "FAISS index: flat (exact), ivf, hnsw; GPU is used when faiss-gpu and a GPU exist")
+    ivf_nlist: int = param(1024, "IVF inverted lists (large maps); capped at keyframes/39")
+    ivf_nprobe: int = param(16, "IVF lists probed per query")
+    hnsw_m: int = param(32, "HNSW neighbours per node")
     top_k: int = param(5, "keyframes retrieved and re-ranked by pose inliers")
+    keyframe_spacing_m: float = param(1.0, "build_database keeps a scan when the robot moved this far (or turned 30 deg)", "m")
+    # --- pose ----------------------------------------------------------------------------------
+    ransac_iterations: int = param(512, "2-point RANSAC hypotheses per keyframe")
+    inlier_threshold_m: float = param(0.5, "RANSAC inlier distance", "m")
+    min_inliers: int = param(12, "fewer pose inliers than this is no fix")
+    min_inlier_ratio: float = param(0.08, "fewer inliers per mutual match than this is no fix")
+    cov_inflation: float = param(4.0, "inflation of the least-squares covariance for correlated keypoint errors")
+    seed: int = param(0, "seed of the RANSAC sampler (reproducible answers)")

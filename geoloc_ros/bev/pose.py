@@ -1,0 +1,181 @@
+"""3-DoF pose between two BEV images from keypoints + local descriptors.
+
+Steps (``estimate_pose``): mutual nearest-neighbour matching of the local descriptors ->
+2-point RANSAC in metres (inlier threshold ``inlier_threshold_m``) -> least-squares refinement on
+the inliers (closed-form 2-D Kabsch, re-selecting inliers) -> covariance from the inlier geometry
+and residuals (Gauss-Newton information of the point residuals, scaled by the residual variance)
+-> "no fix" with a reason below ``min_inliers``.
+
+Keypoints are FAST-9 corners of the BEV image (vectorised numpy, 3x3 non-max suppression).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+from geoloc_ros.geometry import rot_z, se2, se3
+
+__all__ = ["fast_keypoints", "mutual_matches", "PoseResult", "estimate_pose", "se2_pose_to_map",
+           "fit_rigid_2d"]
+
+# Bresenham circle of radius 3 (16 pixels), clockwise from the top, as (du, dv).
+_CIRCLE = np.array([(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3),
+                    (0, 3), (-1, 3), (-2, 2), (-3, 1), (-3, 0), (-3, -1), (-2, -2), (-1, -3)])
+
+
+def fast_keypoints(img: np.ndarray, threshold: float = 20.0, max_keypoints: int = 400,
+                   arc: int = 9, radius_px: float | None = None) -> np.ndarray:
+    """(K, 2) float pixel coordinates (u=col, v=row) of FAST-``arc`` corners, strongest first.
+
+    A pixel is a corner when ``arc`` contiguous pixels of its radius-3 circle are all brighter than
+    it plus ``threshold`` or all darker than it minus ``threshold``; the score is the summed excess
+    contrast over the circle; 3x3 non-max suppression; only pixels within ``radius_px`` of the centre
+    (default: the inscribed disc less 4 px) are kept.
+    """
+    img = np.asarray(img, np.float32)
+    H, W = img.shape
+    pad = np.pad(img, 3)
+    ring = np.stack([pad[3 + dv:3 + dv + H, 3 + du:3 + du + W] for du, dv in _CIRCLE])  # (16,H,W)
+    diff = ring - img[None]
+    corner = np.zeros((H, W), bool)
+    for mask in (diff > threshold, diff < -threshold):
+        run = np.zeros((H, W), np.int16)
+        best = np.zeros((H, W), np.int16)
+        for k in range(16 + arc - 1):          # wrap around the circle
+            run = np.where(mask[k % 16], run + 1, 0).astype(np.int16)
+            np.maximum(best, run, out=best)
+        corner |= best >= arc
+    score = np.where(corner, np.maximum(np.abs(diff) - threshold, 0).sum(0), 0.0)
+    c = (H - 1) / 2.0
+    r = radius_px if radius_px is not None else c - 4
+    vv, uu = np.mgrid[0:H, 0:W]
+    score[(uu - c) ** 2 + (vv - c) ** 2 > r * r] = 0
+    peak = (score > 0) & (score >= maximum_filter(score, size=3, mode="constant"))
+    v, u = np.nonzero(peak)
+    s = score[v, u]
+    order = np.argsort(-s, kind="stable")[:max_keypoints]
+    return np.stack([u[order], v[order]], 1).astype(np.float64)
+
+
+def mutual_matches(d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
+    """(M, 2) index pairs (i in d1, j in d2) that are each other's nearest neighbour (cosine)."""
+    if len(d1) == 0 or len(d2) == 0:
+        return np.zeros((0, 2), np.int64)
+    sim = np.asarray(d1, np.float32) @ np.asarray(d2, np.float32).T
+    nn12 = sim.argmax(1)
+    nn21 = sim.argmax(0)
+    i = np.nonzero(nn21[nn12] == np.arange(len(d1)))[0]
+    return np.stack([i, nn12[i]], 1)
+
+
+def fit_rigid_2d(q: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
+    """Least-squares (yaw_rad, t (2,)) with p ~ R(yaw) q + t for (N, 2) point sets (2-D Kabsch)."""
+    mq, mp = q.mean(0), p.mean(0)
+    a, b = q - mq, p - mp
+    yaw = np.arctan2((a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum(), (a * b).sum())
+    R = rot_z(yaw)[:2, :2]
+    return float(yaw), mp - R @ mq
+
+
+@dataclass
+class PoseResult:
+    """Pose of a query in a keyframe's base frame: p_kf = R(yaw) p_query + (x, y)."""
+    ok: bool
+    reason: str = ""
+    x_m: float = 0.0
+    y_m: float = 0.0
+    yaw_rad: float = 0.0
+    cov3: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))  # x, y, yaw (m^2, rad^2)
+    inliers: int = 0
+    matches: int = 0
+    rms_m: float = float("nan")
+
+    @property
+    def T(self) -> np.ndarray:
+        """3x3 SE(2) T_kf_query."""
+        return se2(self.x_m, self.y_m, self.yaw_rad)
+
+
+def _ransac(q: np.ndarray, p: np.ndarray, iters: int, thr: float, rng: np.random.Generator):
+    """Best 2-point hypothesis: (inlier mask (n,), yaw, t)."""
+    n = len(q)
+    i = rng.integers(0, n, iters)
+    j = rng.integers(0, n, iters)
+    dq, dp = q[j] - q[i], p[j] - p[i]
+    lq, lp = np.linalg.norm(dq, axis=1), np.linalg.norm(dp, axis=1)
+    good = (i != j) & (lq > 2 * thr) & (np.abs(lq - lp) < 2 * thr)
+    if not good.any():
+        return np.zeros(n, bool), 0.0, np.zeros(2)
+    i, j, dq, dp = i[good], j[good], dq[good], dp[good]
+    yaw = np.arctan2(dp[:, 1], dp[:, 0]) - np.arctan2(dq[:, 1], dq[:, 0])
+    c, s = np.cos(yaw), np.sin(yaw)
+    mq, mp = 0.5 * (q[i] + q[j]), 0.5 * (p[i] + p[j])
+    t = mp - np.stack([c * mq[:, 0] - s * mq[:, 1], s * mq[:, 0] + c * mq[:, 1]], 1)
+    px = c[:, None] * q[None, :, 0] - s[:, None] * q[None, :, 1] + t[:, :1]   # (M, n)
+    py = s[:, None] * q[None, :, 0] + c[:, None] * q[None, :, 1] + t[:, 1:]
+    inl = (px - p[None, :, 0]) ** 2 + (py - p[None, :, 1]) ** 2 < thr * thr
+    b = int(inl.sum(1).argmax())
+    return inl[b], float(yaw[b]), t[b]
+
+
+def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, desc_k: np.ndarray,
+                  cfg, rng: np.random.Generator | None = None) -> PoseResult:
+    """Pose of the query in the keyframe frame from (N, 2) metric keypoints and (N, 128) descriptors."""
+    rng = rng if rng is not None else np.random.default_rng(cfg.seed)
+    m = mutual_matches(desc_q, desc_k)
+    n = len(m)
+    if n < max(cfg.min_inliers, 3):
+        return PoseResult(False, f"only {n} mutual descriptor matches (< {cfg.min_inliers})", matches=n)
+    q, p = kp_q_m[m[:, 0]], kp_k_m[m[:, 1]]
+    thr = cfg.inlier_threshold_m
+    inl, yaw, t = _ransac(q, p, cfg.ransac_iterations, thr, rng)
+    for _ in range(3):                                  # least-squares refinement on the inliers
+        if inl.sum() < 3:
+            break
+        yaw, t = fit_rigid_2d(q[inl], p[inl])
+        r = q @ rot_z(yaw)[:2, :2].T + t - p
+        new = (r ** 2).sum(1) < thr * thr
+        if np.array_equal(new, inl):
+            break
+        inl = new
+    k = int(inl.sum())
+    if k < cfg.min_inliers:
+        return PoseResult(False, f"only {k} RANSAC inliers of {n} matches (< {cfg.min_inliers})",
+                          inliers=k, matches=n)
+    if k < cfg.min_inlier_ratio * n:
+        return PoseResult(False, f"inlier ratio {k}/{n} below {cfg.min_inlier_ratio:g}", inliers=k, matches=n)
+    R = rot_z(yaw)[:2, :2]
+    Rq = q[inl] @ R.T
+    res = Rq + t - p[inl]
+    dof = max(2 * k - 3, 1)
+    sigma2 = max(float((res ** 2).sum()) / dof, 0.05 ** 2)
+    J = np.zeros((2 * k, 3))
+    J[0::2, 0] = 1.0
+    J[1::2, 1] = 1.0
+    J[0::2, 2] = -Rq[:, 1]
+    J[1::2, 2] = Rq[:, 0]
+    cov = cfg.cov_inflation * sigma2 * np.linalg.inv(J.T @ J)
+    return PoseResult(True, "", float(t[0]), float(t[1]), float(yaw), 0.5 * (cov + cov.T), k, n,
+                      float(np.sqrt((res ** 2).sum(1).mean())))
+
+
+def se2_pose_to_map(T_map_kf: np.ndarray, res: PoseResult,
+                    unobserved_var: float = 1e4) -> tuple[np.ndarray, np.ndarray]:
+    """(T_map_base (4,4), cov6 (6,6) ROS order) from a keyframe pose and a :class:`PoseResult`.
+
+    The query gets the keyframe's height and zero roll/pitch; z, roll, pitch are unobserved
+    (``unobserved_var``); the x, y, yaw block is the result's covariance rotated into the map.
+    """
+    kf_yaw = float(np.arctan2(T_map_kf[1, 0], T_map_kf[0, 0]))
+    T_kf = se3(rot_z(kf_yaw), T_map_kf[:3, 3])
+    T_rel = se3(rot_z(res.yaw_rad), [res.x_m, res.y_m, 0.0])
+    T = T_kf @ T_rel
+    J = np.eye(3)
+    J[:2, :2] = rot_z(kf_yaw)[:2, :2]
+    c3 = J @ res.cov3 @ J.T
+    cov6 = np.diag([0.0, 0.0, unobserved_var, unobserved_var, unobserved_var, 0.0])
+    idx = [0, 1, 5]
+    cov6[np.ix_(idx, idx)] = c3
+    return T, cov6
