@@ -1,0 +1,26 @@
+"""Parameters of the ROS 2 doors only (owned by geoloc_ros.nodes).
+
+The engines' parameters live in :class:`geoloc_ros.config.GeolocConfig`; these are the few that
+only make sense for a live node (message types, queue bounds, publishing rates). They are ROS
+parameters named ``node.<field>`` next to the GeolocConfig ones.
+"""
+from dataclasses import dataclass
+
+from geoloc_ros.config import param
+
+
+@dataclass
+class NodeConfig:
+    image_transport: str = param("compressed", "camera/image and camera/depth message type: "
+                                 "'compressed' (CompressedImage) or 'raw' (Image)")
+    queue_size: int = param(400, "bounded input queue; under a flood the oldest events are dropped "
+                            "with a counted warning")
+    publish_period_s: float = param(0.02, "minimum time between geoloc/pose, geoloc/odometry and TF "
+                                    "messages (0: every estimate)", "s")
+    path_max_len: int = param(5000, "poses kept in geoloc/path")
+    path_period_s: float = param(0.5, "minimum time between geoloc/path messages", "s")
+    diagnostics_period_s: float = param(1.0, "period of /diagnostics", "s")
+    clock_jump_reset_s: float = param(1.0, "the clock (or the IMU stamps) going backwards by more "
+                                      "than this resets the filter", "s")
+    fix_topic_sources: str = param("bev,objects", "comma-separated engines whose fixes the split "
+                                   "fusion_node listens to (geoloc/<name>_fix)")

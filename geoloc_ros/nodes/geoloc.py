@@ -1,0 +1,405 @@
+"""``geoloc_node``: the all-in-one localization node (node name ``geoloc``).
+
+A thin door into :class:`geoloc_ros.pipeline.Localizer`. Its step, per message:
+
+1. the subscription decodes the message into an event (``nodes.inputs``); a bad one is counted
+   with its reason and dropped, the callback never raises;
+2. the event joins a bounded queue (a flood drops the oldest, counted);
+3. the processing thread drops stale events (older than ``max_msg_age_s`` behind the newest),
+   detects time jumping backwards (bag loop: reset with a warning), and calls
+   ``Localizer.process``;
+4. an estimate is published as ``geoloc/pose``, ``geoloc/odometry``, ``geoloc/path`` and TF
+   ``map -> odom``; engine candidates as ``geoloc/candidates`` and ``geoloc/objects``;
+5. a steady timer publishes ``/diagnostics`` and watches the ROS clock for backward jumps.
+
+Services: ``geoloc/global_localize`` (std_srvs/Trigger), ``geoloc/reset`` (std_srvs/Trigger).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry, Path
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, PointCloud2
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from geoloc_ros import events as ev
+from geoloc_ros.geometry import se2_from_matrix
+from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, Diagnostics, EventQueue, PathBuilder,
+                                     TfBroadcaster, candidates_to_pose_array, estimate_to_odometry,
+                                     estimate_to_pose_msg, guarded, objects_to_markers)
+from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
+
+__all__ = ["GeolocNode", "main", "load_map_and_profile", "summarize_candidates"]
+
+INPUTS = ("points", "imu", "wheel_odom", "gnss/fix", "camera", "initialpose")
+_VERDICT_LEVEL = {"OK": DiagnosticStatus.OK, "DEGRADED": DiagnosticStatus.WARN,
+                  "REJECTED": DiagnosticStatus.WARN, "DENIED": DiagnosticStatus.ERROR}
+
+
+def load_map_and_profile(node: Node, cfg):
+    """(mapdir or None, profile or None, error text or ''): failures are logged, never raised."""
+    mapdir, profile, err = None, None, ""
+    if cfg.map_dir:
+        try:
+            from geoloc_ros.maps.mapdir import MapDir
+            mapdir = MapDir.open(cfg.map_dir)
+        except Exception as e:  # noqa: BLE001 - a bad map must not kill the node
+            err = f"map '{cfg.map_dir}' not usable: {e}"
+            node.get_logger().error(err + " -- running without a prior map (dead reckoning)")
+    try:
+        from geoloc_ros.io.profiles import load_profile
+        profile = load_profile(cfg.profile)
+    except Exception as e:  # noqa: BLE001
+        node.get_logger().warning(f"profile '{cfg.profile}' not loaded ({e}): identity extrinsics, "
+                               "any frame_id accepted")
+    return mapdir, profile, err
+
+
+def summarize_candidates(cands: list[ev.Candidate], n: int = 3) -> str:
+    """One line: how many candidates and the best ``n`` as (x, y, yaw) score [source]."""
+    if not cands:
+        return "no candidate"
+    parts = []
+    for i, c in enumerate(cands[:n]):
+        x, y, yaw = se2_from_matrix(np.asarray(c.T_map_base, float))
+        parts.append(f"#{i + 1} ({x:.2f}, {y:.2f}, {math.degrees(yaw):.1f} deg) "
+                     f"score {c.score:.3f} [{c.source or '?'}]")
+    return f"{len(cands)} candidate(s): " + "; ".join(parts)
+
+
+class GeolocNode(Node):
+    """All-in-one node; ``overrides`` (dotted names) replace parameter defaults, ``localizer``
+    replaces the pipeline built from the parameters (tests)."""
+
+    def __init__(self, node_name: str = "geoloc", *, overrides: dict | None = None,
+                 localizer=None, **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        from geoloc_ros.nodes.common import declare_config
+        self.cfg, self.ncfg = declare_config(self, overrides)
+        cfg = self.cfg
+        self.mapdir, self.profile, self.map_error = load_map_and_profile(self, cfg)
+        if localizer is None:
+            from geoloc_ros.pipeline import Localizer
+            localizer = Localizer(cfg, self.mapdir)
+        self.localizer = localizer
+        self.decoder = InputDecoder(self.profile, cfg.base_frame)
+        self.diag = Diagnostics("geoloc", INPUTS + ("bev", "objects", "fusion", "gnss", "queue"))
+        self.queue = EventQueue(self.ncfg.queue_size)
+        self._lock = threading.RLock()         # guards the localizer
+        self._t_newest = -math.inf             # newest accepted event stamp (s)
+        self._stale_run: list[float] = []      # stamps of consecutive stale events
+        self._clock_last: float | None = None
+        self._last_pub_wall = 0.0
+        self._last_path_wall = 0.0
+        self._last_cand_id = {"bev": None, "objects": None}
+        self.last_estimate: ev.PoseEstimate | None = None
+        self.resets = 0
+
+        # outputs
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "geoloc/pose", OUTPUT_QOS)
+        self.pub_odom = self.create_publisher(Odometry, "geoloc/odometry", OUTPUT_QOS)
+        self.pub_path = self.create_publisher(Path, "geoloc/path", OUTPUT_QOS)
+        self.pub_cands = self.create_publisher(PoseArray, "geoloc/candidates", OUTPUT_QOS)
+        self.pub_objects = self.create_publisher(MarkerArray, "geoloc/objects", OUTPUT_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self.tf = TfBroadcaster(self, cfg.publish_tf and bool(cfg.odom_frame))
+        self.path = PathBuilder(cfg.map_frame, self.ncfg.path_max_len)
+
+        # inputs
+        compressed = self.ncfg.image_transport != "raw"
+        img_type = CompressedImage if compressed else Image
+        self._sub("points", PointCloud2, "points", self.decoder.points)
+        self._sub_livox()
+        self._sub("imu", Imu, "imu", self.decoder.imu)
+        self._sub("wheel_odom", Odometry, "wheel_odom", self.decoder.wheel)
+        self._sub("gnss/fix", NavSatFix, "gnss/fix", self.decoder.gnss)
+        self._sub("camera", img_type, "camera/image", lambda m: self.decoder.image(m, compressed))
+        self.create_subscription(img_type, "camera/depth", guarded(
+            self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.depth(m, compressed))),
+            SENSOR_QOS)
+        self.create_subscription(CameraInfo, "camera/camera_info", guarded(
+            self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.camera_info(m))),
+            SENSOR_QOS)
+        self._sub("initialpose", PoseWithCovarianceStamped, "initialpose",
+                  lambda m: self.decoder.initialpose(m, cfg.map_frame), qos=OUTPUT_QOS)
+
+        self.create_service(Trigger, "geoloc/global_localize", guarded(self, None, self._srv_global))
+        self.create_service(Trigger, "geoloc/reset", guarded(self, None, self._srv_reset))
+
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.ncfg.diagnostics_period_s, guarded(self, None, self._on_timer), clock=steady)
+        self.create_timer(0.1, guarded(self, None, self._watch_clock), clock=steady)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="geoloc-pipeline", daemon=True)
+        self._worker.start()
+        self._publish_objects()
+        self.get_logger().info(
+            f"geoloc ready: map={'none' if self.mapdir is None else self.mapdir.root} "
+            f"profile={getattr(self.profile, 'name', cfg.profile)} "
+            f"bev={'on' if getattr(localizer, 'bev', None) is not None else 'off'} "
+            f"objects={'on' if getattr(localizer, 'objects', None) is not None else 'off'} tf={self.tf.mode}")
+
+    # ---- subscriptions ---------------------------------------------------------------------
+    def _sub(self, name: str, msg_type, topic: str, decode, qos=SENSOR_QOS) -> None:
+        stats = self.diag[name]
+
+        def on_msg(msg):
+            stats.received += 1
+            try:
+                e = decode(msg)
+            except RejectedInput as r:
+                stats.reject(r.reason)
+                self.get_logger().warning(f"{topic}: rejected ({r})", throttle_duration_sec=2.0)
+                return
+            if not self.queue.put((name, e, time.monotonic())):
+                self.diag["queue"].reject("dropped_oldest")
+                self.get_logger().warning(f"input queue full ({self.queue.maxlen}): dropping oldest events",
+                                       throttle_duration_sec=2.0)
+        on_msg.__name__ = f"on_{name.replace('/', '_')}"
+        self.create_subscription(msg_type, topic, guarded(self, stats, on_msg), qos)
+
+    def _side(self, fn) -> None:
+        try:
+            fn()
+        except RejectedInput as r:
+            self.diag["camera"].reject(r.reason)
+
+    def _sub_livox(self) -> None:
+        try:
+            from livox_ros_driver2.msg import CustomMsg  # type: ignore
+        except ImportError:
+            try:
+                from livox_ros_driver.msg import CustomMsg  # type: ignore
+            except ImportError:
+                self.get_logger().info("livox_ros_driver(2) not installed: 'points_livox' (Livox "
+                                       "CustomMsg) is not subscribed; use PointCloud2 on 'points' "
+                                       "(geoloc play converts)")
+                return
+        self._sub("points", CustomMsg, "points_livox", self.decoder.livox)
+
+    # ---- processing thread -----------------------------------------------------------------
+    def _work(self) -> None:
+        while self._running:
+            item = self.queue.get(0.1)
+            if item is None:
+                continue
+            name, e, t_rx = item
+            try:
+                self._process(name, e, t_rx)
+            except Exception as ex:  # noqa: BLE001 - the pipeline must not take the node down
+                self.diag[name].reject("pipeline_error")
+                self.get_logger().error(f"pipeline failed on {type(e).__name__}: "
+                                        f"{type(ex).__name__}: {ex}", throttle_duration_sec=2.0)
+
+    def _process(self, name: str, e, t_rx: float) -> None:
+        stats = self.diag[name]
+        max_age = self.cfg.max_msg_age_s
+        if e.t < self._t_newest - max_age:
+            stats.reject("stale")
+            self._stale_run.append(e.t)
+            # a stream that keeps coming from the past for longer than max_age: the time base
+            # jumped backwards (bag loop, restarted recorder), not a stray message
+            if max(self._stale_run) - min(self._stale_run) >= max_age:
+                self._reset(f"message stamps jumped back by {self._t_newest - e.t:.2f} s")
+            return
+        self._stale_run.clear()
+        with self._lock:
+            resets_before = getattr(self.localizer, "resets", 0)
+            est = self.localizer.process(e)
+            if getattr(self.localizer, "resets", 0) != resets_before:
+                self.path.clear()
+        self._t_newest = max(self._t_newest, e.t)
+        stats.tick(time.monotonic() - t_rx)
+        stats.message = "receiving"
+        if est is not None:
+            self._publish_estimate(est, t_rx)
+        self._publish_engine_candidates(e.t)
+
+    def _publish_estimate(self, est: ev.PoseEstimate, t_rx: float) -> None:
+        fus = self.diag["fusion"]
+        fus.tick(time.monotonic() - t_rx)
+        self.last_estimate = est
+        now = time.monotonic()
+        if now - self._last_pub_wall >= self.ncfg.publish_period_s:
+            self._last_pub_wall = now
+            cfg = self.cfg
+            self.pub_pose.publish(estimate_to_pose_msg(est, cfg.map_frame))
+            self.pub_odom.publish(estimate_to_odometry(est, cfg.map_frame, cfg.base_frame))
+            if est.T_map_odom is not None and cfg.odom_frame:
+                self.tf.send(np.asarray(est.T_map_odom, float), cfg.map_frame, cfg.odom_frame, est.t)
+        if now - self._last_path_wall >= self.ncfg.path_period_s:
+            self._last_path_wall = now
+            self.path.append(est.t, est.T_map_base)
+            self.pub_path.publish(self.path.to_msg())
+
+    def _publish_engine_candidates(self, t_s: float) -> None:
+        stats = getattr(self.localizer, "stats", {}) or {}
+        for src in ("bev", "objects"):
+            st = stats.get(src)
+            c = getattr(st, "last_candidate", None)
+            if c is None or id(c) == self._last_cand_id[src]:
+                continue
+            self._last_cand_id[src] = id(c)
+            if c.status == ev.CandidateStatus.OK and c.T_map_base is not None:
+                self.pub_cands.publish(candidates_to_pose_array([c], self.cfg.map_frame, t_s))
+                if src == "objects":
+                    self._publish_objects(c.info.get("associations"), t_s)
+
+    def _publish_objects(self, associations=None, t_s: float = 0.0) -> None:
+        objs = getattr(self.localizer, "objects", None)
+        omap = getattr(objs, "object_map", None) or getattr(objs, "map", None)
+        if omap is None:
+            return
+        C = getattr(omap, "centroids", None)
+        if C is None:
+            C = getattr(omap, "positions", None)
+        if C is None:
+            return
+        assoc = None
+        if associations is not None:
+            try:
+                assoc = [(int(i), np.asarray(p, float)) for i, p in associations]
+            except (TypeError, ValueError):
+                assoc = None
+        self.pub_objects.publish(objects_to_markers(
+            self.cfg.map_frame, t_s, np.asarray(C, float), getattr(omap, "extents", None),
+            list(getattr(omap, "labels", getattr(omap, "classes", [])) or []), assoc))
+
+    # ---- resets, clock, diagnostics ---------------------------------------------------------
+    def _reset(self, why: str) -> None:
+        self.get_logger().warning(f"{why}: resetting the filter")
+        with self._lock:
+            self.localizer.reset()
+        self._t_newest = -math.inf
+        self._stale_run.clear()
+        self.path.clear()
+        self.resets += 1
+        self.diag["fusion"].values["resets"] = self.resets
+
+    def _watch_clock(self) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        last, self._clock_last = self._clock_last, now
+        if last is not None and now < last - self.ncfg.clock_jump_reset_s and now > 0:
+            self.queue.clear()
+            self._reset(f"clock jumped backwards by {last - now:.2f} s")
+
+    def _on_timer(self) -> None:
+        self._update_engine_diag()
+        q = self.diag["queue"]
+        q.values.update({"size": len(self.queue), "capacity": self.queue.maxlen,
+                         "high_water": self.queue.high_water, "dropped": self.queue.dropped})
+        q.level = DiagnosticStatus.WARN if self.queue.dropped else DiagnosticStatus.OK
+        q.message = f"dropped {self.queue.dropped} under load" if self.queue.dropped else "ok"
+        for name in INPUTS:
+            s = self.diag[name]
+            if s.rejected:
+                s.level = DiagnosticStatus.WARN
+                s.message = f"{sum(s.rejected.values())} rejected: " + ", ".join(
+                    f"{k} {v}" for k, v in s.rejected.most_common(3))
+        self.pub_diag.publish(self.diag.to_msg(self.get_clock().now().nanoseconds * 1e-9))
+
+    def _update_engine_diag(self) -> None:
+        loc = self.localizer
+        stats = getattr(loc, "stats", {}) or {}
+        for src in ("bev", "objects"):
+            d = self.diag[src]
+            st = stats.get(src)
+            if getattr(loc, src, None) is None:
+                d.level = DiagnosticStatus.WARN if self.cfg.map_dir else DiagnosticStatus.OK
+                d.message = self.map_error or ("engine off (no map)" if not self.cfg.map_dir
+                                               else "engine off (map lacks its part)")
+                continue
+            if st is None:
+                continue
+            d.values.update({"queries": st.queries, "fixes": st.fixes, "accepted": st.accepted})
+            lat = (getattr(st, "latency_ms", {}) or {}).get("total") or []
+            if lat:
+                d.values["engine_ms_p95"] = round(float(np.percentile(lat[-200:], 95)), 1)
+            for k, v in dict(getattr(st, "no_fix_reasons", {})).items():
+                d.values[f"no_fix.{k}"] = v
+            d.level = DiagnosticStatus.OK
+            d.message = f"{st.accepted}/{st.queries} fixes accepted"
+        est = self.last_estimate
+        fus, gn = self.diag["fusion"], self.diag["gnss"]
+        fus.values["resets"] = self.resets + 0
+        if est is None:
+            fus.level, fus.message = DiagnosticStatus.WARN, "no estimate yet"
+        else:
+            sig = np.sqrt(np.clip(np.diag(np.asarray(est.cov6, float)), 0, None))
+            fus.level = DiagnosticStatus.OK if est.mode == "localized" else DiagnosticStatus.WARN
+            fus.message = est.mode
+            fus.values.update({"mode": est.mode, "sigma_x_m": round(float(sig[0]), 3),
+                               "sigma_y_m": round(float(sig[1]), 3),
+                               "sigma_yaw_deg": round(math.degrees(float(sig[5])), 2),
+                               "wheel_slip": est.wheel_slip})
+            for k, v in (est.counters or {}).items():
+                fus.values[f"counter.{k}"] = v
+            v = est.gnss_verdict
+            if v is None:
+                gn.level, gn.message = DiagnosticStatus.WARN, "no GNSS verdict yet"
+            else:
+                vs = v.value if hasattr(v, "value") else str(v)
+                gn.level = _VERDICT_LEVEL.get(vs, DiagnosticStatus.WARN)
+                gn.message = f"{vs}: {est.gnss_reason}" if est.gnss_reason else vs
+                gn.values.update({"verdict": vs, "reason": est.gnss_reason})
+
+    # ---- services ---------------------------------------------------------------------------
+    def _srv_global(self, request, response):
+        with self._lock:
+            try:
+                cands = list(self.localizer.global_localize())
+            except Exception as e:  # noqa: BLE001
+                response.success, response.message = False, f"global localization failed: {e}"
+                return response
+        t = self._t_newest if math.isfinite(self._t_newest) else 0.0
+        self.pub_cands.publish(candidates_to_pose_array(cands, self.cfg.map_frame, t))
+        self.last_candidates = cands
+        response.success = bool(cands)
+        response.message = summarize_candidates(cands)
+        return response
+
+    def _srv_reset(self, request, response):
+        self.queue.clear()
+        self._reset("reset requested")
+        response.success, response.message = True, "filter reset"
+        return response
+
+    def destroy_node(self):
+        self._running = False
+        if self._worker.is_alive():
+            self._worker.join(timeout=2.0)
+        return super().destroy_node()
+
+
+def main(argv=None) -> int:
+    """Console script ``geoloc_node`` (``ros2 run geoloc_ros geoloc_node --ros-args ...``)."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    rclpy.init(args=sys.argv if argv is None else argv)
+    node = None
+    try:
+        node = GeolocNode()
+        ex = MultiThreadedExecutor(num_threads=2)
+        ex.add_node(node)
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
