@@ -7,9 +7,13 @@ An object is a point segment (N, 3) in a gravity-aligned frame (z up), optionall
 - ``extents`` (3,) m: major and minor horizontal extents of the 2D-PCA box, then the height
   (yaw-invariant, so two views of an object agree whatever their heading),
 - ``volume`` m^3 of that box,
+- ``base_z`` m: the bottom of the segment (2nd percentile of z): a height reference that does not
+  move when the top of a tall object is cut by the sensor's vertical field of view (the
+  centroid's z does); :meth:`Descriptors.anchors` = (centroid x, centroid y, base_z) is what the
+  gravity-aware association and the registration use,
 - ``shape`` (3,): linearity, planarity, scattering from the normalised eigenvalues
   l1 >= l2 >= l3 of the 3D covariance: (l1-l2)/l1, (l2-l3)/l1, l3/l1,
-- ``appearance`` (F,): unit-norm normalised colour histogram (joint RGB, ``bins``^3 cells), zero
+- ``appearance`` (F,): unit-norm colour histogram (soft chromaticity + brightness), zero
   when no colour is known; or an open-vocabulary image embedding (:class:`ClipEmbedder`).
 
 :class:`Descriptors` stores many objects as arrays (one row per object) so that the association
@@ -23,16 +27,20 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Descriptors", "describe", "describe_many", "colour_histogram", "single_scores",
-           "ClipEmbedder", "SHAPE_NAMES"]
+           "ClipEmbedder", "SHAPE_NAMES", "from_rows"]
 
 SHAPE_NAMES = ("linearity", "planarity", "scattering")
 
 
 def colour_histogram(colors: np.ndarray | None, bins: int = 4) -> np.ndarray:
-    """Unit-norm joint RGB histogram, (bins^3,); colors (N, 3) uint8 or float in [0, 1].
+    """Unit-norm colour descriptor (2 bins^2 + bins,) of colors (N, 3) uint8 or float in [0, 1].
 
-    Zero vector when there are no (finite) colours."""
-    F = bins ** 3
+    A soft (Gaussian, one-bin sigma) 2D histogram of the chromaticity (r, g) / (r + g + b) on a
+    (2 bins) x (2 bins) grid - invariant to a lighting gain - followed by a coarse ``bins``
+    histogram of the brightness at a quarter weight. Square-rooted (so the cosine of two is a
+    Bhattacharyya coefficient). Zero vector when there are no (finite) colours."""
+    nb = 2 * bins
+    F = nb * nb + bins
     if colors is None or len(colors) == 0:
         return np.zeros(F)
     c = np.asarray(colors, float)
@@ -41,10 +49,16 @@ def colour_histogram(colors: np.ndarray | None, bins: int = 4) -> np.ndarray:
     c = c[np.all(np.isfinite(c), axis=1)]
     if len(c) == 0:
         return np.zeros(F)
-    q = np.clip((c * bins).astype(int), 0, bins - 1)
-    h = np.bincount(q[:, 0] * bins * bins + q[:, 1] * bins + q[:, 2], minlength=F).astype(float)
-    # square root (Hellinger) makes the cosine a Bhattacharyya coefficient: robust to bin noise
-    h = np.sqrt(h / h.sum())
+    s = c.sum(1)
+    bright = s / 3.0
+    chrom = c[:, :2] / np.maximum(s, 1e-6)[:, None]        # (N, 2) in [0, 1]
+    centres = (np.arange(nb) + 0.5) / nb
+    w = np.exp(-0.5 * ((chrom[:, :, None] - centres[None, None, :]) * nb) ** 2)  # (N, 2, nb)
+    w /= w.sum(2, keepdims=True)
+    h2 = np.einsum("ni,nj->ij", w[:, 0], w[:, 1]).ravel()
+    hb = np.bincount(np.clip((bright * bins).astype(int), 0, bins - 1), minlength=bins).astype(float)
+    h = np.concatenate([h2 / h2.sum(), 0.25 * hb / hb.sum()])
+    h = np.sqrt(h)
     return h / np.linalg.norm(h)
 
 
@@ -58,6 +72,7 @@ class Descriptors:
     appearance: np.ndarray                  # (N, F) unit norm or zero
     ids: np.ndarray = field(default=None)   # (N,) int, object ids (track ids / map ids)
     n_points: np.ndarray = field(default=None)  # (N,) int
+    base_z: np.ndarray = field(default=None)    # (N,) m, bottom of the segment (default: centroid z)
 
     def __post_init__(self):
         n = len(self.centroids)
@@ -69,19 +84,26 @@ class Descriptors:
         self.ids = np.arange(n) if self.ids is None else np.asarray(self.ids, np.int64).reshape(n)
         self.n_points = (np.zeros(n, np.int64) if self.n_points is None
                          else np.asarray(self.n_points, np.int64).reshape(n))
+        self.base_z = (self.centroids[:, 2].copy() if self.base_z is None
+                       else np.asarray(self.base_z, float).reshape(n))
+
+    _KEYS = ("centroids", "extents", "volume", "shape", "appearance", "ids", "n_points", "base_z")
+
+    def anchors(self) -> np.ndarray:
+        """(N, 3): centroid x, y and the segment's base height (gravity-aware association points)."""
+        return np.column_stack([self.centroids[:, :2], self.base_z])
 
     def __len__(self) -> int:
         return len(self.centroids)
 
     @classmethod
-    def empty(cls, n_app: int = 64) -> "Descriptors":
+    def empty(cls, n_app: int = 68) -> "Descriptors":
         return cls(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)),
                    np.zeros((0, n_app)))
 
     def subset(self, idx) -> "Descriptors":
         idx = np.asarray(idx)
-        return Descriptors(self.centroids[idx], self.extents[idx], self.volume[idx], self.shape[idx],
-                           self.appearance[idx], self.ids[idx], self.n_points[idx])
+        return Descriptors(*(getattr(self, k)[idx] for k in self._KEYS))
 
     def transformed(self, T: np.ndarray) -> "Descriptors":
         """The same objects with centroids mapped by a yaw-only 4x4 transform (extents and shape
@@ -89,6 +111,7 @@ class Descriptors:
         T = np.asarray(T, float)
         out = self.subset(np.arange(len(self)))
         out.centroids = self.centroids @ T[:3, :3].T + T[:3, 3]
+        out.base_z = self.base_z + (out.centroids[:, 2] - self.centroids[:, 2])
         return out
 
     @staticmethod
@@ -96,23 +119,22 @@ class Descriptors:
         parts = [p for p in parts if len(p)]
         if not parts:
             return Descriptors.empty()
-        return Descriptors(*(np.concatenate([getattr(p, k) for p in parts])
-                             for k in ("centroids", "extents", "volume", "shape", "appearance",
-                                       "ids", "n_points")))
+        return Descriptors(*(np.concatenate([getattr(p, k) for p in parts]) for k in Descriptors._KEYS))
 
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        return {f"{prefix}{k}": getattr(self, k) for k in
-                ("centroids", "extents", "volume", "shape", "appearance", "ids", "n_points")}
+        return {f"{prefix}{k}": getattr(self, k) for k in self._KEYS}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "") -> "Descriptors":
-        return cls(*(arrays[f"{prefix}{k}"] for k in
-                     ("centroids", "extents", "volume", "shape", "appearance", "ids", "n_points")))
+        missing = [k for k in cls._KEYS if f"{prefix}{k}" not in arrays]
+        if missing:
+            raise KeyError(f"object arrays lack {', '.join(prefix + k for k in missing)}")
+        return cls(*(arrays[f"{prefix}{k}"] for k in cls._KEYS))
 
     def valid_mask(self) -> np.ndarray:
         """(N,) bool: rows whose numbers are all finite."""
         return (np.all(np.isfinite(self.centroids), 1) & np.all(np.isfinite(self.extents), 1)
-                & np.isfinite(self.volume) & np.all(np.isfinite(self.shape), 1)
+                & np.isfinite(self.volume) & np.all(np.isfinite(self.shape), 1) & np.isfinite(self.base_z)
                 & np.all(np.isfinite(self.appearance), 1))
 
 
@@ -142,19 +164,25 @@ def describe(points: np.ndarray, colors: np.ndarray | None = None, bins: int = 4
     shape = np.array([(lam[0] - lam[1]) / l1, (lam[1] - lam[2]) / l1, lam[2] / l1])
     app = np.asarray(appearance, float) if appearance is not None else colour_histogram(colors, bins)
     return {"centroid": c, "extents": extents, "volume": volume, "shape": shape,
-            "appearance": app, "n_points": len(P)}
+            "appearance": app, "n_points": len(P), "base_z": float(np.percentile(P[:, 2], 2.0))}
 
 
 def describe_many(segments: list[tuple[np.ndarray, np.ndarray | None]], ids=None,
                   bins: int = 4) -> Descriptors:
     """:class:`Descriptors` for a list of (points (N, 3), colors (N, 3) | None) segments."""
     if not segments:
-        return Descriptors.empty(bins ** 3)
-    ds = [describe(p, c, bins) for p, c in segments]
-    return Descriptors(np.array([d["centroid"] for d in ds]), np.array([d["extents"] for d in ds]),
-                       np.array([d["volume"] for d in ds]), np.array([d["shape"] for d in ds]),
-                       np.array([d["appearance"] for d in ds]),
-                       ids, np.array([d["n_points"] for d in ds]))
+        return Descriptors.empty(4 * bins * bins + bins)
+    return from_rows([describe(p, c, bins) for p, c in segments], ids)
+
+
+def from_rows(rows: list[dict], ids=None) -> Descriptors:
+    """:class:`Descriptors` from a list of :func:`describe` results."""
+    if not rows:
+        return Descriptors.empty()
+    return Descriptors(np.array([d["centroid"] for d in rows]), np.array([d["extents"] for d in rows]),
+                       np.array([d["volume"] for d in rows]), np.array([d["shape"] for d in rows]),
+                       np.array([d["appearance"] for d in rows]), ids,
+                       np.array([d["n_points"] for d in rows]), np.array([d["base_z"] for d in rows]))
 
 
 def single_scores(D1: Descriptors, D2: Descriptors, A: np.ndarray, ratio_floor: float = 0.05,
