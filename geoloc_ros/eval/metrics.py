@@ -26,7 +26,7 @@ from geoloc_ros.geometry import wrap_angle
 __all__ = [
     "Alignment", "DeltaUnit", "MetricsError", "Trajectory", "ErrorStats", "AteResult", "RpeResult",
     "NeesResult", "associate", "align", "pose_errors6", "ate", "rpe", "recall_at_n", "success_rate",
-    "nees", "interval_stats", "coverage",
+    "nees", "interval_stats", "coverage", "fix_errors",
 ]
 
 #: time matching tolerance between an estimate and the ground truth (s)
@@ -144,6 +144,19 @@ class AteResult:
         self.rot = ErrorStats.of(self.rot_err_rad)
         self.xy = ErrorStats.of(self.xy_err_m)
         self.yaw = ErrorStats.of(np.abs(self.yaw_err_rad))
+
+    # shorthands for the headline numbers (translation error)
+    @property
+    def rmse(self) -> float:
+        return self.trans.rmse
+
+    @property
+    def max(self) -> float:
+        return self.trans.max
+
+    @property
+    def n(self) -> int:
+        return int(len(self.t_s))
 
     def summary(self) -> dict[str, float]:
         """Flat numbers for tables / bench JSON."""
@@ -462,10 +475,16 @@ def interval_stats(t_s, errors, intervals) -> list[dict]:
     return rows
 
 
-def coverage(t_est, t_ref, max_dt_s: float = DEFAULT_MAX_DT_S) -> float:
-    """Fraction of reference stamps that have an estimate within ``max_dt_s`` (NaN for no reference)."""
+def coverage(t_est, t_ref, max_dt_s: float | None = None) -> float:
+    """Fraction of reference stamps that have an estimate within ``max_dt_s`` (NaN for no reference).
+
+    ``max_dt_s`` None: 1.5 x the estimate's median period (at least 10 ms), i.e. the fraction of
+    the reference time during which the localizer kept publishing.
+    """
     tr = _clean_stamps(t_ref, "reference")
     te = np.sort(_clean_stamps(t_est, "estimate"))
+    if max_dt_s is None:
+        max_dt_s = max(DEFAULT_MAX_DT_S, 1.5 * float(np.median(np.diff(te))) if len(te) > 2 else 0.0)
     if tr.size == 0:
         return float("nan")
     if te.size == 0:
@@ -475,3 +494,30 @@ def coverage(t_est, t_ref, max_dt_s: float = DEFAULT_MAX_DT_S) -> float:
     if len(te) > 1:
         d = np.minimum(d, np.abs(te[k - 1] - tr))
     return float(np.mean(d <= max_dt_s))
+
+
+def fix_errors(t_fix, T_fix, t_ref, T_ref, max_gap_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal (m) and signed yaw (rad) errors of sparse fixes (e.g. one engine's candidates)
+    against a reference interpolated at their stamps (linear + slerp).
+
+    ``T_fix`` (K, 4, 4) may hold NaN poses for queries that gave no fix; those, and fixes outside
+    the reference or in a reference gap longer than ``max_gap_s``, get NaN errors (count them as
+    failures with :func:`success_rate`). Returns ``(xy_err_m (K,), yaw_err_rad (K,))``.
+    """
+    from geoloc_ros.geometry import interpolate_poses
+    tf = np.asarray(t_fix, float).reshape(-1)
+    Tf = np.asarray(T_fix, float).reshape(-1, 4, 4)
+    if len(tf) != len(Tf):
+        raise MetricsError(f"fix_errors: {len(tf)} stamps but {len(Tf)} poses")
+    tr = np.asarray(t_ref, float).reshape(-1)
+    Tr = np.asarray(T_ref, float).reshape(-1, 4, 4)
+    o = np.argsort(tr, kind="stable")
+    ok_t = np.isfinite(tf)
+    Tq, valid = interpolate_poses(np.where(ok_t, tf, tr[o][0] if len(tr) else 0.0), tr[o], Tr[o], max_gap_s)
+    valid &= ok_t & np.isfinite(Tf).all(axis=(1, 2))
+    exy = np.linalg.norm(Tf[:, :2, 3] - Tq[:, :2, 3], axis=1)
+    with np.errstate(invalid="ignore"):
+        eyaw = wrap_angle(_yaw(Tf) - _yaw(Tq))
+    exy[~valid] = np.nan
+    eyaw[~valid] = np.nan
+    return exy, eyaw
