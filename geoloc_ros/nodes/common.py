@@ -33,7 +33,7 @@ from geoloc_ros.nodes.config import NodeConfig
 __all__ = [
     "SENSOR_QOS", "OUTPUT_QOS", "declare_config", "stamp_to_s", "s_to_stamp", "pose_to_msg",
     "msg_to_pose", "estimate_to_pose_msg", "estimate_to_odometry", "PathBuilder",
-    "candidates_to_pose_array", "candidate_to_fix_msg", "objects_to_markers", "validate_event",
+    "candidates_to_pose_array", "candidate_to_fix_msg", "numpy_to_pointcloud2", "objects_to_markers", "validate_event",
     "EventQueue", "ComponentStats", "Diagnostics", "TfBroadcaster", "guarded",
 ]
 
@@ -209,6 +209,22 @@ class PathBuilder:
             m.header.stamp = self.poses[-1].header.stamp
         m.poses = list(self.poses)
         return m
+
+
+def numpy_to_pointcloud2(points_m: np.ndarray, frame_id: str, t_s: float):
+    """(N, 3) points -> sensor_msgs/PointCloud2 with float32 x, y, z (non-finite rows dropped)."""
+    from sensor_msgs.msg import PointCloud2, PointField
+    P = np.asarray(points_m, float).reshape(-1, 3)
+    P = P[np.isfinite(P).all(axis=1)].astype("<f4")
+    m = PointCloud2()
+    m.header.stamp = s_to_stamp(t_s)
+    m.header.frame_id = frame_id
+    m.height, m.width = 1, len(P)
+    m.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                for i, n in enumerate("xyz")]
+    m.is_bigendian, m.point_step, m.row_step, m.is_dense = False, 12, 12 * len(P), True
+    m.data = P.tobytes()
+    return m
 
 
 def candidates_to_pose_array(cands: Iterable[ev.Candidate], frame_id: str, t_s: float) -> PoseArray:

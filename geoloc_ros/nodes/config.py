@@ -17,6 +17,9 @@ class NodeConfig:
                             "with a counted warning")
     publish_period_s: float = param(0.02, "minimum time between geoloc/pose, geoloc/odometry and TF "
                                     "messages (0: every estimate)", "s")
+    scan_viz_period_s: float = param(0.5, "minimum time between geoloc/scan messages (the current "
+                                     "scan in the map frame at the estimated pose; 0 disables)", "s")
+    scan_viz_max_points: int = param(20000, "points kept (evenly subsampled) in geoloc/scan")
     path_max_len: int = param(5000, "poses kept in geoloc/path")
     path_period_s: float = param(0.5, "minimum time between geoloc/path messages", "s")
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", "s")

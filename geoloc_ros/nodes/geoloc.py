@@ -33,15 +33,31 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from geoloc_ros import events as ev
-from geoloc_ros.geometry import se2_from_matrix
+from geoloc_ros.geometry import se2_from_matrix, transform_points
 from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, Diagnostics, EventQueue, PathBuilder,
                                      TfBroadcaster, candidates_to_pose_array, estimate_to_odometry,
-                                     estimate_to_pose_msg, guarded, objects_to_markers)
+                                     estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
+                                     objects_to_markers)
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
 
 __all__ = ["GeolocNode", "main", "load_map_and_profile", "summarize_candidates"]
 
 INPUTS = ("points", "imu", "wheel_odom", "gnss/fix", "camera", "initialpose")
+# topic -> message type of the all-in-one node (relative names: namespace and remapping apply)
+SUBSCRIBES = {
+    "points": "sensor_msgs/msg/PointCloud2", "points_livox": "livox_ros_driver2/msg/CustomMsg",
+    "imu": "sensor_msgs/msg/Imu", "wheel_odom": "nav_msgs/msg/Odometry",
+    "gnss/fix": "sensor_msgs/msg/NavSatFix", "camera/image": "sensor_msgs/msg/CompressedImage",
+    "camera/depth": "sensor_msgs/msg/CompressedImage", "camera/camera_info": "sensor_msgs/msg/CameraInfo",
+    "initialpose": "geometry_msgs/msg/PoseWithCovarianceStamped",
+}
+PUBLISHES = {
+    "geoloc/pose": "geometry_msgs/msg/PoseWithCovarianceStamped", "geoloc/odometry": "nav_msgs/msg/Odometry",
+    "geoloc/path": "nav_msgs/msg/Path", "geoloc/candidates": "geometry_msgs/msg/PoseArray",
+    "geoloc/objects": "visualization_msgs/msg/MarkerArray", "geoloc/scan": "sensor_msgs/msg/PointCloud2",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray", "/tf": "tf2_msgs/msg/TFMessage",
+}
+SERVICES = {"geoloc/global_localize": "std_srvs/srv/Trigger", "geoloc/reset": "std_srvs/srv/Trigger"}
 _VERDICT_LEVEL = {"OK": DiagnosticStatus.OK, "DEGRADED": DiagnosticStatus.WARN,
                   "REJECTED": DiagnosticStatus.WARN, "DENIED": DiagnosticStatus.ERROR}
 
@@ -112,6 +128,8 @@ class GeolocNode(Node):
         self.pub_cands = self.create_publisher(PoseArray, "geoloc/candidates", OUTPUT_QOS)
         self.pub_objects = self.create_publisher(MarkerArray, "geoloc/objects", OUTPUT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self.pub_scan = self.create_publisher(PointCloud2, "geoloc/scan", OUTPUT_QOS)
+        self._last_scan_wall = 0.0
         self.tf = TfBroadcaster(self, cfg.publish_tf and bool(cfg.odom_frame))
         self.path = PathBuilder(cfg.map_frame, self.ncfg.path_max_len)
 
@@ -223,6 +241,8 @@ class GeolocNode(Node):
         stats.message = "receiving"
         if est is not None:
             self._publish_estimate(est, t_rx)
+        if isinstance(e, ev.ScanEvent):
+            self._publish_scan(e)
         self._publish_engine_candidates(e.t)
 
     def _publish_estimate(self, est: ev.PoseEstimate, t_rx: float) -> None:
@@ -241,6 +261,20 @@ class GeolocNode(Node):
             self._last_path_wall = now
             self.path.append(est.t, est.T_map_base)
             self.pub_path.publish(self.path.to_msg())
+
+    def _publish_scan(self, scan: ev.ScanEvent) -> None:
+        """The scan in the map frame at the newest estimate (visualisation; works without TF)."""
+        period = self.ncfg.scan_viz_period_s
+        est = self.last_estimate
+        now = time.monotonic()
+        if period <= 0 or est is None or now - self._last_scan_wall < period:
+            return
+        self._last_scan_wall = now
+        pts = np.asarray(scan.points, float)[:, :3]
+        step = max(1, len(pts) // max(1, self.ncfg.scan_viz_max_points))
+        T = np.asarray(est.T_map_base, float) @ np.asarray(scan.T_base_sensor, float)
+        self.pub_scan.publish(numpy_to_pointcloud2(transform_points(T, pts[::step]),
+                                                   self.cfg.map_frame, scan.t))
 
     def _publish_engine_candidates(self, t_s: float) -> None:
         stats = getattr(self.localizer, "stats", {}) or {}

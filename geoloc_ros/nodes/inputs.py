@@ -56,7 +56,7 @@ class InputDecoder:
     def _check_frame(self, role: str, msg, also_ok: tuple[str, ...] = ()) -> None:
         want = self.expected_frame(role)
         got = msg.header.frame_id
-        if want and got not in (want, *also_ok):
+        if want and got and got not in (want, *also_ok):  # empty: the profile's frame is assumed
             raise RejectedInput("wrong_frame", f"{role}: frame_id '{got}', expected '{want}'")
 
     def _finish(self, e):
@@ -198,6 +198,7 @@ class InputDecoder:
         depth = None
         if self._depth is not None and abs(self._depth[0] - t) <= max_depth_dt_s:
             depth = self._depth[1]
-        return self._finish(ev.ImageEvent(t=t, rgb=rgb, depth_m=depth, intrinsics=self.intrinsics,
+        intr = self.intrinsics or getattr(_spec(self.profile, "camera_rgb"), "intrinsics", None)
+        return self._finish(ev.ImageEvent(t=t, rgb=rgb, depth_m=depth, intrinsics=intr,
                                           frame_id=msg.header.frame_id,
                                           T_base_sensor=self.T_base_sensor("camera_rgb")))
