@@ -157,14 +157,15 @@ def _pointcloud2_struct(msg) -> tuple[np.ndarray, list[str]]:
 
 
 def _point_time_s(arr: np.ndarray, name: str, stamp_s: float, scale_s: float | None) -> np.ndarray:
-    """Per-point time offset from the header stamp, s. Absolute times (> 1e6 s) are made relative."""
+    """Per-point time offset from the header stamp, s. Absolute stamps (within 10 s of the header
+    stamp, e.g. Hesai's float64 ``timestamp``) are made relative."""
     raw = arr[name]
     if raw.ndim > 1:
         raw = raw[:, 0]
     if scale_s is None:  # conventions: integer t/offset_time in ns (Ouster, Livox), floats in s
         scale_s = 1e-9 if np.issubdtype(raw.dtype, np.integer) else 1.0
     t = raw.astype(np.float64) * scale_s
-    if t.size and np.nanmedian(np.abs(t)) > 1e6:  # absolute stamps (Hesai 'timestamp')
+    if t.size and stamp_s > 20.0 and abs(float(np.nanmedian(t)) - stamp_s) < 10.0:
         t = t - stamp_s
     return t
 
