@@ -39,6 +39,7 @@ class ObjectsConfig:
     sor_std_ratio: float = param(2.0, "statistical outlier removal: std ratio")
     min_extent_m: float = param(0.25, "objects whose largest extent is under this are dropped", "m")
     max_extent_m: float = param(12.0, "objects whose largest extent is over this are dropped (walls, ground)", "m")
+    min_height_m: float = param(0.3, "segments lower than this are ground patches, kerbs or markings", "m")
     max_flat_planarity: float = param(0.7, "objects this planar AND larger than flat_extent_m are dropped (walls)")
     flat_extent_m: float = param(4.0, "size from which a planar object counts as a wall", "m")
     # --- segmentation (RGB-D) ------------------------------------------------------------------

@@ -33,7 +33,8 @@ SHAPE_NAMES = ("linearity", "planarity", "scattering")
 
 
 def colour_histogram(colors: np.ndarray | None, bins: int = 4) -> np.ndarray:
-    """Unit-norm colour descriptor (2 bins^2 + bins,) of colors (N, 3) uint8 or float in [0, 1].
+    """Unit-norm colour descriptor ((2 bins)^2 + bins,) of colors (N, 3), 0-255 (uint8 or float;
+    NaN rows = unknown, ignored) or float in [0, 1].
 
     A soft (Gaussian, one-bin sigma) 2D histogram of the chromaticity (r, g) / (r + g + b) on a
     (2 bins) x (2 bins) grid - invariant to a lighting gain - followed by a coarse ``bins``
@@ -43,12 +44,12 @@ def colour_histogram(colors: np.ndarray | None, bins: int = 4) -> np.ndarray:
     F = nb * nb + bins
     if colors is None or len(colors) == 0:
         return np.zeros(F)
-    c = np.asarray(colors, float)
-    if c.max(initial=0.0) > 1.0:
-        c = c / 255.0
+    c = np.asarray(colors, float).reshape(-1, 3)
     c = c[np.all(np.isfinite(c), axis=1)]
     if len(c) == 0:
         return np.zeros(F)
+    if np.issubdtype(np.asarray(colors).dtype, np.integer) or c.max() > 1.0:
+        c = c / 255.0
     s = c.sum(1)
     bright = s / 3.0
     chrom = c[:, :2] / np.maximum(s, 1e-6)[:, None]        # (N, 2) in [0, 1]
