@@ -296,7 +296,7 @@ def _latency_axes(ax, evals: list[dict]) -> bool:
         if not data:
             continue
         col = _RUN_PALETTE[i % len(_RUN_PALETTE)]
-        bp = ax.boxplot(data, positions=pos, widths=h * 0.85, vert=False, patch_artist=True, showfliers=True,
+        bp = ax.boxplot(data, positions=pos, widths=h * 0.85, orientation="horizontal", patch_artist=True, showfliers=True,
                         flierprops={"marker": ".", "markersize": 2, "alpha": 0.4, "markeredgecolor": col},
                         medianprops={"color": "k"}, manage_ticks=False)
         for b in bp["boxes"]:
