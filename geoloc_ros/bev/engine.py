@@ -1,0 +1,90 @@
+"""BevLocalizer: one LiDAR scan + BEV map database -> ranked 3-DoF pose candidates (x, y, yaw + covariance).
+
+Steps of :meth:`BevLocalizer.localize`:
+
+1. BEV image of the levelled scan (bad input -> "no fix" with the reason);
+2. REIN: global descriptor + local descriptors at FAST keypoints;
+3. retrieval of the ``top_k`` nearest keyframes (FAISS);
+4. pose against each: mutual matches, 2-point RANSAC, least squares, covariance;
+5. re-rank by inlier count; OK candidates best first, or one NO_FIX candidate saying why.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from geoloc_ros.bev.database import BevDatabase
+from geoloc_ros.bev.features import extract_features
+from geoloc_ros.bev.image import BevInputError, scan_to_bev
+from geoloc_ros.bev.pose import estimate_pose, se2_pose_to_map
+from geoloc_ros.bev.rein import ReinNet, load_rein
+from geoloc_ros.events import Candidate, CandidateStatus, ScanEvent
+
+__all__ = ["BevLocalizer"]
+
+
+def _no_fix(reason: str, info: dict | None = None) -> Candidate:
+    return Candidate(None, None, 0.0, CandidateStatus.NO_FIX, reason=reason, source="bev", info=info or {})
+
+
+class BevLocalizer:
+    """Global 3-DoF localization of LiDAR scans against a :class:`BevDatabase`."""
+
+    def __init__(self, cfg, database: BevDatabase, model: ReinNet | None = None):
+        self.cfg = cfg
+        self.db = database
+        self.model = model if model is not None else (database.model or load_rein(cfg))
+        if self.db.model is None:
+            self.db.model = self.model
+        self.rng = np.random.default_rng(cfg.seed)
+        self.last_timings_ms: dict = {}
+
+    def localize(self, scan: ScanEvent) -> list[Candidate]:
+        """Ranked candidates (status OK, most pose inliers first); ``[NO_FIX candidate]`` when none holds.
+
+        Candidate.info: keyframe, inliers, matches, rms_m, similarity, timings_ms.
+        """
+        torch.set_num_threads(max(1, self.cfg.torch_threads))
+        t0 = time.perf_counter()
+        if not len(self.db):
+            return [_no_fix("BEV map database is empty")]
+        try:
+            img = scan_to_bev(scan, self.cfg)
+        except BevInputError as e:
+            return [_no_fix(f"unusable scan: {e}")]
+        t1 = time.perf_counter()
+        f = extract_features(self.model, img, self.cfg)
+        t2 = time.perf_counter()
+        if len(f.kp_xy_m) < self.cfg.min_inliers:
+            return [_no_fix(f"only {len(f.kp_xy_m)} keypoints in the BEV image (< {self.cfg.min_inliers})")]
+        idx, sims = self.db.search(f.global_desc, self.cfg.top_k)
+        t3 = time.perf_counter()
+        results = []
+        reasons = []
+        kq = f.kp_xy_m.astype(np.float64)
+        for i, s in zip(idx, sims):
+            T_kf, kp, kd = self.db.keyframe(int(i))
+            r = estimate_pose(kq, f.kp_desc, kp, kd, self.cfg, self.rng)
+            if r.ok:
+                results.append((r, int(i), float(s)))
+            else:
+                reasons.append(f"keyframe {int(i)}: {r.reason}")
+        t4 = time.perf_counter()
+        tm = {"bev_image": (t1 - t0) * 1e3, "network": f.timings_ms["network"],
+              "keypoints": f.timings_ms["keypoints"], "retrieval": (t3 - t2) * 1e3,
+              "pose": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}
+        self.last_timings_ms = tm
+        if not results:
+            best = reasons[0] if reasons else "no keyframe retrieved"
+            return [_no_fix(f"no retrieved keyframe gives a pose ({best})", {"timings_ms": tm})]
+        results.sort(key=lambda x: -x[0].inliers)
+        out = []
+        for r, i, s in results:
+            T, cov6 = se2_pose_to_map(self.db.poses[i], r)
+            out.append(Candidate(T, cov6, float(r.inliers), CandidateStatus.OK, source="bev",
+                                 info={"keyframe": i, "inliers": r.inliers, "matches": r.matches,
+                                       "rms_m": r.rms_m, "similarity": s, "dof": "xyyaw",
+                                       "timings_ms": tm}))
+        return out

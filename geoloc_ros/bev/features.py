@@ -1,0 +1,46 @@
+"""BEV image -> what the map and the queries keep: global descriptor, keypoints, local descriptors."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from geoloc_ros.bev.image import pixels_to_metres, scan_to_bev
+from geoloc_ros.bev.pose import fast_keypoints
+from geoloc_ros.bev.rein import ReinNet, sample_local
+
+__all__ = ["Features", "extract_features", "features_from_scan"]
+
+
+@dataclass
+class Features:
+    """global_desc (G,) float32 unit norm; kp_xy_m (K, 2) base-frame metres; kp_desc (K, 128) float32."""
+    global_desc: np.ndarray
+    kp_xy_m: np.ndarray
+    kp_desc: np.ndarray
+    timings_ms: dict = field(default_factory=dict)
+
+
+@torch.no_grad()
+def extract_features(net: ReinNet, img: np.ndarray, cfg) -> Features:
+    """Run REIN on one (S, S) 0..255 BEV image; FAST keypoints and their local descriptors."""
+    t0 = time.perf_counter()
+    g, local = net(torch.from_numpy(np.ascontiguousarray(img, np.float32) / 255.0)[None, None])
+    t1 = time.perf_counter()
+    uv = fast_keypoints(img, cfg.fast_threshold, cfg.max_keypoints)
+    d = sample_local(local, uv, img.shape[0])
+    t2 = time.perf_counter()
+    return Features(g[0].numpy().astype(np.float32), pixels_to_metres(uv, cfg).astype(np.float32), d,
+                    {"network": (t1 - t0) * 1e3, "keypoints": (t2 - t1) * 1e3})
+
+
+def features_from_scan(net: ReinNet, scan, cfg) -> Features:
+    """ScanEvent -> Features (BEV image time included in ``timings_ms['bev_image']``)."""
+    t0 = time.perf_counter()
+    img = scan_to_bev(scan, cfg)
+    t_img = (time.perf_counter() - t0) * 1e3
+    f = extract_features(net, img, cfg)
+    f.timings_ms["bev_image"] = t_img
+    return f
