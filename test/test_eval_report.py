@@ -117,3 +117,16 @@ def test_eval_reads_covariances_beside_the_estimate(tmp_path):
     out = io.StringIO()
     assert run_eval(tmp_path / "est.tum", tmp_path / "gt.tum", out=out) == 0
     assert "NEES (dof 3)" in out.getvalue()
+
+
+def test_background_from_a_map_directory(tmp_path):
+    from geoloc_ros.eval.report import background_from_mapdir
+    from geoloc_ros.maps.mapdir import MapDir
+    m = MapDir.create(tmp_path / "map")
+    poses = np.stack([se3(rot_z(np.pi / 2), [10.0 * i, 0, 0]) for i in range(3)])
+    m.write_arrays("bev_keyframes", poses=poses, kp_xy_m=np.array([[1.0, 0], [1.0, 0], [0, 2.0]]),
+                   kp_offsets=np.array([0, 1, 2, 3]))
+    bg = background_from_mapdir(m)            # no object map: left out, not an error
+    assert np.allclose(bg.keyframes_xy, [[0, 0], [10, 0], [20, 0]])
+    assert np.allclose(bg.points_xy, [[0, 1], [10, 1], [18, 0]])   # keypoints rotated into the map frame
+    assert bg.objects_xy is None

@@ -24,7 +24,7 @@ from geoloc_ros.eval.config import EvalConfig
 
 log = logging.getLogger("geoloc_ros.eval.report")
 
-__all__ = ["RunResult", "MapBackground", "evaluate_run", "write_report"]
+__all__ = ["RunResult", "MapBackground", "evaluate_run", "write_report", "background_from_mapdir"]
 
 
 @dataclass
@@ -59,6 +59,31 @@ class MapBackground:
     keyframes_xy: np.ndarray | None = None   # (K, 2|3) BEV database keyframe positions
     objects_xy: np.ndarray | None = None     # (O, 2|3) object-map centroids
     object_labels: list | None = None        # (O,) class names
+
+
+def background_from_mapdir(mapdir) -> MapBackground:
+    """The plot background of a built map: BEV keyframe positions, their BEV keypoints moved into
+    the map frame (a sparse picture of the structure), and the object-map centroids. Parts that are
+    missing or unreadable are left out (logged), never an error."""
+    bg = MapBackground()
+    try:
+        a = mapdir.read_arrays("bev_keyframes")
+        poses = np.asarray(a["poses"], float).reshape(-1, 4, 4)
+        bg.keyframes_xy = poses[:, :2, 3]
+        if "kp_xy_m" in a and "kp_offsets" in a:
+            off = np.asarray(a["kp_offsets"], np.int64)
+            kp = np.asarray(a["kp_xy_m"], float).reshape(-1, 2)
+            k = np.repeat(np.arange(len(poses)), np.diff(off))
+            R = poses[k][:, :2, :2]
+            bg.points_xy = np.einsum("nij,nj->ni", R, kp) + poses[k][:, :2, 3]
+    except Exception as e:  # noqa: BLE001 - a background is optional
+        log.info("map background: no BEV keyframes (%s)", e)
+    try:
+        o = mapdir.read_arrays("objects")
+        bg.objects_xy = np.asarray(o["obj_centroids"], float).reshape(-1, 3)[:, :2]
+    except Exception as e:  # noqa: BLE001
+        log.info("map background: no object map (%s)", e)
+    return bg
 
 
 def _f(x) -> float:
