@@ -11,8 +11,8 @@ from geoloc_ros.config import param
 
 @dataclass
 class NodeConfig:
-    image_transport: str = param("compressed", "camera/image and camera/depth message type: "
-                                 "'compressed' (CompressedImage) or 'raw' (Image)")
+    image_transport: str = param("auto", "camera/image and camera/depth message type: 'compressed' "
+                                 "(CompressedImage), 'raw' (Image) or 'auto' (the profile's type)")
     queue_size: int = param(400, "bounded input queue; under a flood the oldest events are dropped "
                             "with a counted warning")
     publish_period_s: float = param(0.02, "minimum time between geoloc/pose, geoloc/odometry and TF "

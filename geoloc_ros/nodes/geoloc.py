@@ -16,6 +16,7 @@ Services: ``geoloc/global_localize`` (std_srvs/Trigger), ``geoloc/reset`` (std_s
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import threading
@@ -28,6 +29,7 @@ from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -35,12 +37,13 @@ from visualization_msgs.msg import MarkerArray
 from geoloc_ros import events as ev
 from geoloc_ros.geometry import se2_from_matrix, transform_points
 from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, Diagnostics, EventQueue, PathBuilder,
-                                     TfBroadcaster, candidates_to_pose_array, estimate_to_odometry,
+                                     TfBroadcaster, T_odom_base_of, candidates_to_pose_array, estimate_to_odometry,
                                      estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
                                      objects_to_markers)
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
 
-__all__ = ["GeolocNode", "main", "load_map_and_profile", "summarize_candidates"]
+__all__ = ["GeolocNode", "main", "spin_node", "load_map_and_profile", "summarize_candidates",
+           "SUBSCRIBES", "PUBLISHES", "SERVICES"]
 
 INPUTS = ("points", "imu", "wheel_odom", "gnss/fix", "camera", "initialpose")
 # topic -> message type of the all-in-one node (relative names: namespace and remapping apply)
@@ -55,8 +58,12 @@ PUBLISHES = {
     "geoloc/pose": "geometry_msgs/msg/PoseWithCovarianceStamped", "geoloc/odometry": "nav_msgs/msg/Odometry",
     "geoloc/path": "nav_msgs/msg/Path", "geoloc/candidates": "geometry_msgs/msg/PoseArray",
     "geoloc/objects": "visualization_msgs/msg/MarkerArray", "geoloc/scan": "sensor_msgs/msg/PointCloud2",
+    "geoloc/local_odometry": "nav_msgs/msg/Odometry",
     "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray", "/tf": "tf2_msgs/msg/TFMessage",
 }
+FIX_TOPICS = {"bev": "geoloc/bev_fix", "objects": "geoloc/object_fix"}
+# inputs from other nodes / RViz: best effort matches reliable and best-effort publishers alike
+FIX_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 SERVICES = {"geoloc/global_localize": "std_srvs/srv/Trigger", "geoloc/reset": "std_srvs/srv/Trigger"}
 _VERDICT_LEVEL = {"OK": DiagnosticStatus.OK, "DEGRADED": DiagnosticStatus.WARN,
                   "REJECTED": DiagnosticStatus.WARN, "DENIED": DiagnosticStatus.ERROR}
@@ -98,18 +105,21 @@ class GeolocNode(Node):
     replaces the pipeline built from the parameters (tests)."""
 
     def __init__(self, node_name: str = "geoloc", *, overrides: dict | None = None,
-                 localizer=None, **node_kwargs):
+                 localizer=None, fusion_only: bool = False, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         from geoloc_ros.nodes.common import declare_config
         self.cfg, self.ncfg = declare_config(self, overrides)
         cfg = self.cfg
+        self.fusion_only = fusion_only
+        if fusion_only:  # the engines run in bev_localizer / object_localizer
+            cfg.enable_bev = cfg.enable_objects = False
         self.mapdir, self.profile, self.map_error = load_map_and_profile(self, cfg)
         if localizer is None:
             from geoloc_ros.pipeline import Localizer
             localizer = Localizer(cfg, self.mapdir)
         self.localizer = localizer
         self.decoder = InputDecoder(self.profile, cfg.base_frame)
-        self.diag = Diagnostics("geoloc", INPUTS + ("bev", "objects", "fusion", "gnss", "queue"))
+        self.diag = Diagnostics(node_name, INPUTS + ("bev", "objects", "fusion", "gnss", "queue"))
         self.queue = EventQueue(self.ncfg.queue_size)
         self._lock = threading.RLock()         # guards the localizer
         self._t_newest = -math.inf             # newest accepted event stamp (s)
@@ -129,29 +139,37 @@ class GeolocNode(Node):
         self.pub_objects = self.create_publisher(MarkerArray, "geoloc/objects", OUTPUT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self.pub_scan = self.create_publisher(PointCloud2, "geoloc/scan", OUTPUT_QOS)
+        self.pub_local = self.create_publisher(Odometry, "geoloc/local_odometry", OUTPUT_QOS)
         self._last_scan_wall = 0.0
         self.tf = TfBroadcaster(self, cfg.publish_tf and bool(cfg.odom_frame))
         self.path = PathBuilder(cfg.map_frame, self.ncfg.path_max_len)
 
         # inputs
-        compressed = self.ncfg.image_transport != "raw"
-        img_type = CompressedImage if compressed else Image
-        self._sub("points", PointCloud2, "points", self.decoder.points)
-        self._sub_livox()
+        if fusion_only:
+            for src in [x.strip() for x in self.ncfg.fix_topic_sources.split(",") if x.strip()]:
+                topic = FIX_TOPICS.get(src, f"geoloc/{src}_fix")
+                self._sub(src, PoseWithCovarianceStamped, topic,
+                          lambda m, src=src: self.decoder.fix(m, src, cfg.map_frame), qos=FIX_QOS)
+        else:
+            compressed = self._compressed_images()
+            img_type = CompressedImage if compressed else Image
+            self._sub("points", PointCloud2, "points", self.decoder.points)
+            self._sub_livox()
+            self._sub("camera", img_type, "camera/image", lambda m: self.decoder.image(m, compressed))
+            self.create_subscription(img_type, "camera/depth", guarded(
+                self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.depth(m, compressed))),
+                SENSOR_QOS)
+            self.create_subscription(CameraInfo, "camera/camera_info", guarded(
+                self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.camera_info(m))),
+                SENSOR_QOS)
         self._sub("imu", Imu, "imu", self.decoder.imu)
         self._sub("wheel_odom", Odometry, "wheel_odom", self.decoder.wheel)
         self._sub("gnss/fix", NavSatFix, "gnss/fix", self.decoder.gnss)
-        self._sub("camera", img_type, "camera/image", lambda m: self.decoder.image(m, compressed))
-        self.create_subscription(img_type, "camera/depth", guarded(
-            self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.depth(m, compressed))),
-            SENSOR_QOS)
-        self.create_subscription(CameraInfo, "camera/camera_info", guarded(
-            self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.camera_info(m))),
-            SENSOR_QOS)
         self._sub("initialpose", PoseWithCovarianceStamped, "initialpose",
-                  lambda m: self.decoder.initialpose(m, cfg.map_frame), qos=OUTPUT_QOS)
+                  lambda m: self.decoder.initialpose(m, cfg.map_frame), qos=FIX_QOS)
 
-        self.create_service(Trigger, "geoloc/global_localize", guarded(self, None, self._srv_global))
+        if not fusion_only:
+            self.create_service(Trigger, "geoloc/global_localize", guarded(self, None, self._srv_global))
         self.create_service(Trigger, "geoloc/reset", guarded(self, None, self._srv_reset))
 
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -185,6 +203,14 @@ class GeolocNode(Node):
                                        throttle_duration_sec=2.0)
         on_msg.__name__ = f"on_{name.replace('/', '_')}"
         self.create_subscription(msg_type, topic, guarded(self, stats, on_msg), qos)
+
+    def _compressed_images(self) -> bool:
+        """CompressedImage or Image on camera/*: the parameter, or with 'auto' the profile's type."""
+        mode = self.ncfg.image_transport
+        if mode == "auto":
+            spec = (getattr(self.profile, "roles", None) or {}).get("camera_rgb")
+            return spec is None or "CompressedImage" in spec.msgtype
+        return mode != "raw"
 
     def _side(self, fn) -> None:
         try:
@@ -222,6 +248,9 @@ class GeolocNode(Node):
     def _process(self, name: str, e, t_rx: float) -> None:
         stats = self.diag[name]
         max_age = self.cfg.max_msg_age_s
+        if isinstance(e, ev.PoseFixEvent) and e.source == "initialpose" and math.isfinite(self._t_newest) \
+                and abs(e.t - self._t_newest) > max_age:
+            e.t = self._t_newest  # RViz stamps with its own clock; the operator means "now"
         if e.t < self._t_newest - max_age:
             stats.reject("stale")
             self._stale_run.append(e.t)
@@ -257,6 +286,9 @@ class GeolocNode(Node):
             self.pub_odom.publish(estimate_to_odometry(est, cfg.map_frame, cfg.base_frame))
             if est.T_map_odom is not None and cfg.odom_frame:
                 self.tf.send(np.asarray(est.T_map_odom, float), cfg.map_frame, cfg.odom_frame, est.t)
+                T_ob = T_odom_base_of(est)
+                self.pub_local.publish(estimate_to_odometry(
+                    dataclasses.replace(est, T_map_base=T_ob), cfg.odom_frame, cfg.base_frame))
         if now - self._last_path_wall >= self.ncfg.path_period_s:
             self._last_path_wall = now
             self.path.append(est.t, est.T_map_base)
@@ -415,14 +447,14 @@ class GeolocNode(Node):
         return super().destroy_node()
 
 
-def main(argv=None) -> int:
-    """Console script ``geoloc_node`` (``ros2 run geoloc_ros geoloc_node --ros-args ...``)."""
+def spin_node(factory, argv=None, threads: int = 2) -> int:
+    """rclpy.init, build ``factory()``, spin it on a MultiThreadedExecutor until Ctrl-C/shutdown."""
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     rclpy.init(args=sys.argv if argv is None else argv)
     node = None
     try:
-        node = GeolocNode()
-        ex = MultiThreadedExecutor(num_threads=2)
+        node = factory()
+        ex = MultiThreadedExecutor(num_threads=threads)
         ex.add_node(node)
         ex.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -433,6 +465,11 @@ def main(argv=None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def main(argv=None) -> int:
+    """Console script ``geoloc_node`` (``ros2 run geoloc_ros geoloc_node --ros-args ...``)."""
+    return spin_node(GeolocNode, argv)
 
 
 if __name__ == "__main__":
