@@ -223,7 +223,9 @@ def livox_custom_to_numpy(msg) -> dict:
     xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=1)
     keep = np.all(np.isfinite(xyz), axis=1)
     timebase = int(getattr(msg, "timebase", 0) or 0)
-    base_s = timebase * 1e-9 - t if timebase > 0 else 0.0
+    st = msg.header.stamp
+    stamp_ns = int(getattr(st, "sec", 0)) * 1_000_000_000 + int(getattr(st, "nanosec", 0))
+    base_s = (timebase - stamp_ns) * 1e-9 if timebase > 0 else 0.0  # integer ns: no float64 loss
     rec = rec[keep]
     return {"t": t, "frame_id": frame, "xyz": xyz[keep], "intensity": rec["r"].astype(np.float32),
             "ring": rec["l"].astype(np.int32), "time_s": base_s + rec["o"].astype(np.float64) * 1e-9,

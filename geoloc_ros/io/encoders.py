@@ -101,8 +101,9 @@ def encode_livox_custom(ts, t_s: float, frame_id: str, xyz: np.ndarray, reflecti
     off = np.clip(off, 0, 2**32 - 1)
     pts = [P(offset_time=int(o), x=float(a), y=float(b), z=float(c), reflectivity=int(r), tag=int(g), line=int(l))
            for o, (a, b, c), r, g, l in zip(off.tolist(), xyz.tolist(), refl.tolist(), tag.tolist(), line.tolist())]
-    tb = int(round(t_s * 1e9))
-    return _T(ts, msgtype)(header=encode_header(ts, t_s, frame_id), timebase=tb, point_num=n, lidar_id=0,
+    header = encode_header(ts, t_s, frame_id)
+    tb = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+    return _T(ts, msgtype)(header=header, timebase=tb, point_num=n, lidar_id=0,
                            rsvd=np.zeros(3, np.uint8), points=pts)
 
 
