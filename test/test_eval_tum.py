@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from geoloc_ros.geometry import rpy_to_matrix, se3
-from geoloc_ros.io.tum import (TrajectoryFileError, read_euroc_csv, read_kitti_poses, read_tum,
-                               write_tum)
+from geoloc_ros.io.tum import (TrajectoryFileError, read_euroc_csv, read_kitti_poses, read_trajectory,
+                               read_tum, write_tum)
 
 EVO = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "evo_trajectories"
 needs_evo_data = pytest.mark.skipif(not EVO.is_dir(), reason=f"real trajectories not found at {EVO}")
@@ -91,3 +91,11 @@ def test_real_files_read_like_evo():
     ref = fi.read_kitti_poses_file(str(EVO / "KITTI_00_gt.txt"))
     assert len(t) == ref.num_poses == 4541 and np.all(np.diff(t) > 0)
     assert np.allclose(T, np.array(ref.poses_se3), atol=1e-6)
+
+
+@needs_evo_data
+def test_read_trajectory_recognises_the_format():
+    assert len(read_trajectory(EVO / "V102_groundtruth.csv")[0]) == 16702       # EuRoC
+    t, T = read_trajectory(EVO / "KITTI_00_ORB.txt")                            # KITTI at 10 Hz
+    assert len(t) == 4541 and t[1] == pytest.approx(0.1)
+    assert len(read_trajectory(EVO / "freiburg1_xyz-rgbdslam.txt")[0]) == 788   # TUM

@@ -1,5 +1,7 @@
 """``geoloc eval EST.tum GT.tum [--report DIR] [--align none|se3|sim3]``.
 
+Files are TUM; EuRoC ground-truth ``.csv`` and KITTI pose files (12 numbers a row) are recognised.
+
 Prints ATE (in the map frame; the chosen alignment too when it is not ``none``), SE(3)-aligned
 ATE, RPE and, when ``EST.npz`` (written by ``geoloc replay`` beside the TUM file) holds per-epoch
 covariances, the NEES check; ``--report DIR`` also writes the Markdown/PNG report. Returns the
@@ -17,7 +19,7 @@ import numpy as np
 
 from geoloc_ros.eval import metrics as M
 from geoloc_ros.eval.config import EvalConfig
-from geoloc_ros.io.tum import TrajectoryFileError, read_tum
+from geoloc_ros.io.tum import TrajectoryFileError, read_trajectory
 
 __all__ = ["run_eval", "load_estimate", "main"]
 
@@ -25,7 +27,7 @@ __all__ = ["run_eval", "load_estimate", "main"]
 def load_estimate(path) -> M.Trajectory:
     """The estimate TUM plus, when ``<stem>.npz`` beside it has matching ``t``/``cov6``, its covariances."""
     path = Path(path)
-    t, T = read_tum(path)
+    t, T = read_trajectory(path)
     cov = None
     side = path.with_suffix(".npz")
     if side.is_file():
@@ -53,7 +55,7 @@ def run_eval(estimate, groundtruth, report_dir=None, align: str = "none",
     try:
         mode = M.Alignment(str(align).lower())
         est = load_estimate(estimate)
-        gt_t, gt_T = read_tum(groundtruth)
+        gt_t, gt_T = read_trajectory(groundtruth)
         gt = M.Trajectory(gt_t, gt_T, name=Path(groundtruth).stem)
         a0 = M.ate(est, gt, M.Alignment.NONE, dt)
     except (TrajectoryFileError, M.MetricsError, ValueError) as e:

@@ -75,7 +75,8 @@ def plot_trajectory(path, run, ev: dict, background=None, cfg=None) -> bool:
         fig, ax = plt.subplots(figsize=(8.0, 7.0))
         pts = [p for p in (gt_xy, _xy(est_T[:, :3, 3]) if len(est_T) else None) if p is not None and len(p)]
         allp = np.concatenate(pts)
-        lo, hi = allp.min(0) - 15.0, allp.max(0) + 15.0
+        pad = max(1.0, 0.08 * float(np.max(allp.max(0) - allp.min(0))))
+        lo, hi = allp.min(0) - pad, allp.max(0) + pad
         bg = background
         if bg is not None:
             mp = _xy(bg.points_xy)

@@ -15,7 +15,7 @@ import numpy as np
 
 from geoloc_ros.geometry import matrix_to_quat, quat_to_matrix
 
-__all__ = ["TrajectoryFileError", "read_tum", "write_tum", "read_kitti_poses", "read_euroc_csv"]
+__all__ = ["TrajectoryFileError", "read_tum", "write_tum", "read_kitti_poses", "read_euroc_csv", "read_trajectory"]
 
 _SPLIT = re.compile(r"[,\s]+")
 #: a quaternion whose norm is further than this from 1 is taken for a corrupt row, not rounding
@@ -174,3 +174,18 @@ def poses_to_tum_rows(t_s, T) -> np.ndarray:
     """(N, 8) array ``t x y z qx qy qz qw`` (handy for tables and tests)."""
     T = np.asarray(T, float).reshape(-1, 4, 4)
     return np.column_stack([np.asarray(t_s, float), T[:, :3, 3], matrix_to_quat(T[:, :3, :3])])
+
+
+def read_trajectory(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read TUM, EuRoC csv (``.csv``) or KITTI poses (12 numbers per row, stamped at 10 Hz), by content."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return read_euroc_csv(path)
+    try:
+        with open(path, "r", errors="replace") as f:
+            first = next((ln for ln in f if ln.strip() and not ln.lstrip().startswith("#")), "")
+    except OSError as e:
+        raise TrajectoryFileError(f"{path}: cannot read ({e})") from None
+    if len([p for p in _SPLIT.split(first.strip()) if p]) == 12:
+        return read_kitti_poses(path)
+    return read_tum(path)
