@@ -171,11 +171,24 @@ def _line_blocked(sc: Scene, k: int, v: np.ndarray) -> bool:
 def observe(sc: Scene, T_world_center: np.ndarray, rng, radius_m: float = 15.0,
             range_m: float = 25.0, travel_m: float = 10.0, max_objects: int = 40,
             sensor_h_m: float = 1.8, vfov_up_rad: float = np.deg2rad(15.0),
-            pos_noise_m: float = 0.05) -> tuple[Descriptors, np.ndarray]:
-    """Observed descriptors (in the yaw-only frame T_world_center) and the scene indices seen.
+            pos_noise_m: float = 0.05, miss_frac: float = 0.1,
+            clutter_frac: float = 0.25) -> tuple[Descriptors, np.ndarray]:
+    """Observed descriptors (in the yaw-only frame T_world_center) and the scene indices seen
+    (-1 for clutter).
 
-    The drive spans ``travel_m`` ending at the centre along the centre's heading."""
+    The drive spans ``travel_m`` ending at the centre along the centre's heading. Segmentation
+    noise: each visible object is missed with probability ``miss_frac`` (under-/over-segmented
+    beyond recognition), and ``clutter_frac`` x (objects seen) spurious segments that only this
+    run sees (bushes, parked bikes, pedestrians, wall pieces) are added."""
     Tc = np.asarray(T_world_center, float)
+    n_clutter = 0
+    if clutter_frac > 0:
+        dc0 = np.linalg.norm(sc.centers[:, :2] - Tc[:2, 3], axis=1)
+        n_clutter = rng.binomial(max(1, int(np.count_nonzero(dc0 <= radius_m))), clutter_frac)
+        clutter = _random_objects(rng, n_clutter, radius_m, 3.0)
+        clutter.centers[:, :2] += Tc[:2, 3]
+        n_real = len(sc)
+        sc = Scene.concat(sc, clutter)
     head = Tc[:3, 0]
     vps = [Tc[:2, 3] - head[:2] * s for s in np.arange(0.0, travel_m + 1e-9, 2.0)]
     gain = rng.uniform(0.8, 1.2)
@@ -186,7 +199,7 @@ def observe(sc: Scene, T_world_center: np.ndarray, rng, radius_m: float = 15.0,
             break
         seen = [v for v in vps if np.linalg.norm(sc.centers[k, :2] - v) < range_m
                 and not _line_blocked(sc, k, v)]
-        if not seen:
+        if not seen or (k < n_real if n_clutter else True) and rng.random() < miss_frac:
             continue
         pts, nrm = _surface_points(rng, sc, k)
         vis = np.zeros(len(pts), bool)
@@ -202,7 +215,7 @@ def observe(sc: Scene, T_world_center: np.ndarray, rng, radius_m: float = 15.0,
         P = pts[vis] + rng.normal(0, 0.03, (int(vis.sum()), 3))
         col = np.clip(sc.colour[k][None].astype(float) * gain + rng.normal(0, 10, (len(P), 3)), 0, 255)
         segs.append((P, col))
-        ids.append(k)
+        ids.append(k if not n_clutter or k < n_real else -1)
         if len(ids) >= max_objects:
             break
     Tinv = se3_inverse(Tc)
@@ -276,3 +289,32 @@ def make_pair(seed: int, view: str = "same", change: float = 0.0, radius_m: floa
     common = len(set(map(tuple, np.round(sc.centers[ids_t, :2], 3)))
                  & set(map(tuple, np.round(sc_q.centers[ids_q, :2], 3))))
     return SubmapPair(D_t, D_q, se3_inverse(T_map) @ T_q, view, change, common)
+
+
+def lidar_scan(sc: Scene, T_world_base: np.ndarray, rng, range_m: float = 25.0,
+               sensor_h_m: float = 1.8, vfov_up_rad: float = np.deg2rad(15.0),
+               ground_step_m: float = 0.25) -> np.ndarray:
+    """A synthetic LiDAR sweep (N, 3) in base_link: the visible, unoccluded surface points of the
+    scene's objects within ``range_m`` (as :func:`observe` sees them from one viewpoint) plus a
+    flat ground grid. For engine tests that need real segmentation input without a ray caster."""
+    T = np.asarray(T_world_base, float)
+    v = T[:2, 3]
+    pts_all = []
+    d = np.linalg.norm(sc.centers[:, :2] - v, axis=1)
+    for k in np.flatnonzero(d < range_m):
+        if _line_blocked(sc, k, v):
+            continue
+        pts, nrm = _surface_points(rng, sc, k, n_per_m2=60.0)
+        to_v = np.concatenate([v, [sensor_h_m]]) - pts
+        dist_h = np.linalg.norm(to_v[:, :2], axis=1)
+        vis = (np.einsum("ij,ij->i", nrm, to_v) > 0) & ((pts[:, 2] - sensor_h_m) < np.tan(vfov_up_rad) * dist_h)
+        pts_all.append(pts[vis])
+    g = np.arange(-range_m, range_m, ground_step_m)
+    gx, gy = np.meshgrid(g, g)
+    ground = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
+    ground = ground[np.hypot(ground[:, 0], ground[:, 1]) < range_m]
+    ground[:, :2] += v
+    P = np.concatenate(pts_all + [ground]) if pts_all else ground
+    P = P + rng.normal(0, 0.02, P.shape)
+    Tinv = se3_inverse(T)
+    return P @ Tinv[:3, :3].T + Tinv[:3, 3]
