@@ -33,7 +33,7 @@ from geoloc_ros.nodes.config import NodeConfig
 __all__ = [
     "SENSOR_QOS", "OUTPUT_QOS", "declare_config", "stamp_to_s", "s_to_stamp", "pose_to_msg",
     "msg_to_pose", "estimate_to_pose_msg", "estimate_to_odometry", "PathBuilder",
-    "candidates_to_pose_array", "candidate_to_fix_msg", "numpy_to_pointcloud2", "objects_to_markers", "validate_event",
+    "candidates_to_pose_array", "candidate_to_fix_msg", "numpy_to_pointcloud2", "object_map_markers", "objects_to_markers", "validate_event",
     "EventQueue", "ComponentStats", "Diagnostics", "TfBroadcaster", "guarded",
 ]
 
@@ -299,6 +299,25 @@ def objects_to_markers(frame_id: str, t_s: float, centroids_m: np.ndarray,
         if ln.points:
             arr.markers.append(ln)
     return arr
+
+
+def object_map_markers(engine, frame_id: str, t_s: float, associations=None) -> MarkerArray | None:
+    """Markers of an object engine's map (``engine.map.objects``: centroids (N,3), extents (N,3));
+    ``associations`` as (map index, (3,) observed centroid in map) pairs. None without a map."""
+    omap = getattr(engine, "map", None) or getattr(engine, "object_map", None)
+    objs = getattr(omap, "objects", omap)
+    C = getattr(objs, "centroids", None)
+    if C is None:
+        return None
+    assoc = None
+    if associations is not None:
+        try:
+            assoc = [(int(i), np.asarray(p, float)) for i, p in associations]
+        except (TypeError, ValueError):
+            assoc = None
+    labels = getattr(objs, "labels", None)
+    return objects_to_markers(frame_id, t_s, np.asarray(C, float), getattr(objs, "extents", None),
+                              None if labels is None else list(labels), assoc)
 
 
 # ---- input guarding -----------------------------------------------------------------------------

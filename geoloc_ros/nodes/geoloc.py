@@ -39,7 +39,7 @@ from geoloc_ros.geometry import se2_from_matrix, transform_points
 from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, Diagnostics, EventQueue, PathBuilder,
                                      TfBroadcaster, T_odom_base_of, candidates_to_pose_array, estimate_to_odometry,
                                      estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
-                                     objects_to_markers)
+                                     object_map_markers)
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
 
 __all__ = ["GeolocNode", "main", "spin_node", "load_map_and_profile", "summarize_candidates",
@@ -322,24 +322,10 @@ class GeolocNode(Node):
                     self._publish_objects(c.info.get("associations"), t_s)
 
     def _publish_objects(self, associations=None, t_s: float = 0.0) -> None:
-        objs = getattr(self.localizer, "objects", None)
-        omap = getattr(objs, "object_map", None) or getattr(objs, "map", None)
-        if omap is None:
-            return
-        C = getattr(omap, "centroids", None)
-        if C is None:
-            C = getattr(omap, "positions", None)
-        if C is None:
-            return
-        assoc = None
-        if associations is not None:
-            try:
-                assoc = [(int(i), np.asarray(p, float)) for i, p in associations]
-            except (TypeError, ValueError):
-                assoc = None
-        self.pub_objects.publish(objects_to_markers(
-            self.cfg.map_frame, t_s, np.asarray(C, float), getattr(omap, "extents", None),
-            list(getattr(omap, "labels", getattr(omap, "classes", [])) or []), assoc))
+        m = object_map_markers(getattr(self.localizer, "objects", None), self.cfg.map_frame, t_s,
+                               associations)
+        if m is not None:
+            self.pub_objects.publish(m)
 
     # ---- resets, clock, diagnostics ---------------------------------------------------------
     def _reset(self, why: str) -> None:

@@ -19,7 +19,7 @@ from visualization_msgs.msg import MarkerArray
 
 from geoloc_ros import events as ev
 from geoloc_ros.geometry import interpolate_poses
-from geoloc_ros.nodes.common import OUTPUT_QOS, SENSOR_QOS, msg_to_pose, objects_to_markers, stamp_to_s
+from geoloc_ros.nodes.common import OUTPUT_QOS, SENSOR_QOS, msg_to_pose, object_map_markers, stamp_to_s
 from geoloc_ros.nodes.engine_node import EngineNode
 from geoloc_ros.nodes.geoloc import FIX_QOS
 
@@ -87,19 +87,9 @@ class ObjectLocalizerNode(EngineNode):
         return [c]
 
     def _publish_map(self, associations=None, t_s: float = 0.0) -> None:
-        omap = getattr(self.engine, "object_map", None) or getattr(self.engine, "map", None)
-        C = None if omap is None else getattr(omap, "centroids", getattr(omap, "positions", None))
-        if C is None:
-            return
-        assoc = None
-        if associations is not None:
-            try:
-                assoc = [(int(i), np.asarray(p, float)) for i, p in associations]
-            except (TypeError, ValueError):
-                assoc = None
-        self.pub_objects.publish(objects_to_markers(
-            self.cfg.map_frame, t_s, np.asarray(C, float), getattr(omap, "extents", None),
-            list(getattr(omap, "labels", getattr(omap, "classes", [])) or []), assoc))
+        m = object_map_markers(self.engine, self.cfg.map_frame, t_s, associations)
+        if m is not None:
+            self.pub_objects.publish(m)
 
 
 def main(argv=None) -> int:
