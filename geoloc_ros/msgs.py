@@ -217,9 +217,15 @@ def livox_custom_to_numpy(msg) -> dict:
         return {"t": t, "frame_id": frame, "xyz": np.zeros((0, 3)), "intensity": z.astype(np.float32),
                 "ring": z.astype(np.int32), "time_s": z, "reflectivity": z.astype(np.uint8),
                 "tag": z.astype(np.uint8)}
-    rec = np.array([(p.offset_time, p.x, p.y, p.z, p.reflectivity, p.tag, p.line) for p in pts],
-                   dtype=[("o", "u8"), ("x", "f8"), ("y", "f8"), ("z", "f8"), ("r", "u1"),
-                          ("g", "u1"), ("l", "u1")])
+    if isinstance(pts, np.ndarray) and pts.dtype.names:  # fast path (geoloc_ros.io.livox_raw)
+        rec = np.empty(n, dtype=[("o", "u8"), ("x", "f8"), ("y", "f8"), ("z", "f8"), ("r", "u1"),
+                                 ("g", "u1"), ("l", "u1")])
+        for a, b in zip("oxyzrgl", ("offset_time", "x", "y", "z", "reflectivity", "tag", "line")):
+            rec[a] = pts[b]
+    else:
+        rec = np.array([(p.offset_time, p.x, p.y, p.z, p.reflectivity, p.tag, p.line) for p in pts],
+                       dtype=[("o", "u8"), ("x", "f8"), ("y", "f8"), ("z", "f8"), ("r", "u1"),
+                              ("g", "u1"), ("l", "u1")])
     xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=1)
     keep = np.all(np.isfinite(xyz), axis=1)
     timebase = int(getattr(msg, "timebase", 0) or 0)

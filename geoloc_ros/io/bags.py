@@ -19,7 +19,8 @@ from typing import Iterable, Iterator
 
 from geoloc_ros.io.assemble import AssemblerStats, EventAssembler
 from geoloc_ros.io.profiles import Profile, load_profile, normalize_msgtype
-from geoloc_ros.msgs import make_typestore
+from geoloc_ros.io.livox_raw import livox_from_raw
+from geoloc_ros.msgs import DecodeError, make_typestore
 
 __all__ = ["BagError", "BagInfo", "TopicInfo", "open_bag", "bag_info", "list_topics",
            "read_messages", "read_events"]
@@ -226,9 +227,18 @@ def read_events(bag_path: str | Path, profile: str | Path | Profile, roles: Iter
         def in_range(ev) -> bool:
             return (start_s is None or ev.t >= start_s) and (end_s is None or ev.t < end_s)
 
+        ros_version = 1 if p.suffix == ".bag" else 2
         for conn, _t, raw in _iter_raw(r, p, conns, rs, re_):
-            msg = _deserialize(r, p, conn, raw)
-            for ev in asm.push(topic_role[conn.topic], msg):
+            role = topic_role[conn.topic]
+            try:
+                if conn.msgtype.endswith("/CustomMsg"):  # numpy fast path, same result
+                    msg = livox_from_raw(raw, ros_version)
+                else:
+                    msg = _deserialize(r, p, conn, raw)
+            except (BagError, DecodeError) as e:  # one corrupt message: skip it, say why
+                asm.stats.skip(role, str(e))
+                continue
+            for ev in asm.push(role, msg):
                 if in_range(ev):
                     yield ev
         for ev in asm.flush():

@@ -20,6 +20,7 @@ import numpy as np
 from geoloc_ros.events import GnssEvent, ImageEvent, ImuEvent, PoseFixEvent, ScanEvent, WheelEvent
 from geoloc_ros.io import encoders as E
 from geoloc_ros.io.bags import BagError
+from geoloc_ros.io.livox_raw import livox_to_raw
 from geoloc_ros.io.profiles import Profile, TopicSpec, load_profile
 from geoloc_ros.msgs import make_typestore
 
@@ -86,17 +87,21 @@ class BagWriter:
     # ---- raw --------------------------------------------------------------------------------
     def write_raw(self, topic: str, msgtype: str, t_s: float, msg) -> None:
         """Write a ready rosbags message object at record time ``t_s`` (unix s)."""
+        if msgtype not in self.ts.fielddefs:
+            raise BagError(f"{self.path}: unknown message type {msgtype} for topic {topic}")
+        data = (self.ts.serialize_ros1(msg, msgtype) if self.ros_version == 1
+                else self.ts.serialize_cdr(msg, msgtype))
+        self._write_bytes(topic, msgtype, t_s, bytes(data))
+
+    def _write_bytes(self, topic: str, msgtype: str, t_s: float, data: bytes) -> None:
+        """Write already-serialized bytes (ROS 1 or CDR, matching the bag) at record time ``t_s``."""
         if self._writer is None:
             raise BagError(f"{self.path}: writer is not open")
         conn = self._conns.get(topic)
         if conn is None:
-            if msgtype not in self.ts.fielddefs:
-                raise BagError(f"{self.path}: unknown message type {msgtype} for topic {topic}")
             conn = self._writer.add_connection(topic, msgtype, typestore=self.ts)
             self._conns[topic] = conn
-        data = (self.ts.serialize_ros1(msg, msgtype) if self.ros_version == 1
-                else self.ts.serialize_cdr(msg, msgtype))
-        self._writer.write(conn, int(round(t_s * 1e9)), bytes(data))
+        self._writer.write(conn, int(round(t_s * 1e9)), data)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def _spec(self, role: str) -> TopicSpec:
@@ -123,8 +128,8 @@ class BagWriter:
         frame = spec.frame_id or getattr(event, "frame_id", "")
         if isinstance(event, ScanEvent):
             if "CustomMsg" in spec.msgtype:
-                msg = E.encode_livox_custom(ts, t - spec.stamp_offset_s, frame, event.points, event.intensity,
-                                            None, event.ring, event.point_time_s, msgtype=spec.msgtype)
+                self._write_livox(spec, event, frame)
+                return
             else:
                 msg = E.encode_pointcloud2(ts, t - spec.stamp_offset_s, frame, event.points, event.intensity,
                                            event.ring, event.point_time_s, spec.point_time_field,
@@ -143,6 +148,19 @@ class BagWriter:
             self._put(spec, t, E.encode_pose_with_cov(ts, event, frame or "map"))
         else:
             raise BagError(f"cannot write a {type(event).__name__}")
+
+    def _write_livox(self, spec: TopicSpec, ev: ScanEvent, frame: str) -> None:
+        """CustomMsg through the numpy serializer (timebase = header stamp, offset_time in ns)."""
+        hdr = E.encode_time(self.ts, float(ev.t) - spec.stamp_offset_s)
+        n = len(ev.points)
+        off = np.zeros(n) if ev.point_time_s is None else np.round(np.asarray(ev.point_time_s, float) * 1e9)
+        refl = np.zeros(n) if ev.intensity is None else np.clip(np.asarray(ev.intensity, float), 0, 255)
+        line = np.zeros(n) if ev.ring is None else np.asarray(ev.ring)
+        raw = livox_to_raw(self.ros_version, hdr.sec, hdr.nanosec, frame, np.asarray(ev.points, float).reshape(-1, 3),
+                           np.clip(off, 0, 2**32 - 1).astype(np.uint32), refl.astype(np.uint8),
+                           np.zeros(n, np.uint8), line.astype(np.uint8),
+                           int(hdr.sec) * 1_000_000_000 + int(hdr.nanosec))
+        self._write_bytes(spec.topic, spec.msgtype, float(ev.t), raw)
 
     def _write_gnss(self, spec: TopicSpec, ev: GnssEvent, h_acc_m: float | None = None,
                     v_acc_m: float | None = None, **_) -> None:
