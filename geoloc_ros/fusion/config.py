@@ -1,4 +1,9 @@
-"""Parameters of the error-state fusion filter (owned by geoloc_ros.fusion)."""
+"""Parameters of the error-state fusion filter (owned by geoloc_ros.fusion).
+
+Noise densities follow the usual continuous-time convention: a white-noise density ``s`` gives a
+discrete variance ``s**2 * dt`` on the integrated quantity (velocity for the accelerometer,
+angle for the gyro) and bias random walks ``s**2 * dt`` on the bias.
+"""
 from dataclasses import dataclass
 
 from geoloc_ros.config import param
@@ -6,5 +11,70 @@ from geoloc_ros.config import param
 
 @dataclass
 class FusionConfig:
+    """Error-state Kalman filter, GNSS degradation monitor and wheel-slip detector."""
+    # ---- IMU propagation ---------------------------------------------------------------------
     gravity_mps2: float = param(9.80665, "gravity magnitude", "m/s^2")
+    acc_noise: float = param(0.08, "accelerometer white-noise density", "m/s^2/sqrt(Hz)")
+    gyr_noise: float = param(0.005, "gyro white-noise density", "rad/s/sqrt(Hz)")
+    acc_bias_walk: float = param(0.002, "accelerometer bias random-walk density", "m/s^3/sqrt(Hz)")
+    gyr_bias_walk: float = param(5e-5, "gyro bias random-walk density", "rad/s^2/sqrt(Hz)")
+    imu_max_dt_s: float = param(0.5, "IMU gap above which propagation is split/flagged", "s")
+    imu_acc_max_mps2: float = param(160.0, "accelerometer samples above this norm are rejected", "m/s^2")
+    imu_gyr_max_rps: float = param(35.0, "gyro samples above this norm are rejected", "rad/s")
+    # ---- initial uncertainty -----------------------------------------------------------------
+    init_vel_std_mps: float = param(0.3, "initial velocity standard deviation", "m/s")
+    init_tilt_std_rad: float = param(0.03, "initial roll/pitch standard deviation", "rad")
+    init_acc_bias_std: float = param(0.1, "initial accelerometer bias standard deviation", "m/s^2")
+    init_gyr_bias_std: float = param(0.005, "initial gyro bias standard deviation", "rad/s")
+    init_min_gnss_span_m: float = param(6.0, "GNSS+motion heading: travelled span before init", "m")
+    init_max_yaw_std_rad: float = param(0.12, "GNSS+motion heading accepted below this yaw std", "rad")
+    init_from_gnss: bool = param(True, "initialize from GNSS plus motion heading")
+    # ---- wheel odometry ----------------------------------------------------------------------
+    wheel_scale: float = param(1.0, "multiplier applied to the reported wheel speed", "")
+    wheel_lever_m: list = param([0.0, 0.0, 0.0], "position of the wheel-odometry frame in base_link", "m")
+    wheel_yaw_rad: float = param(0.0, "yaw of the wheel-odometry frame in base_link", "rad")
+    wheel_speed_std_mps: float = param(0.05, "wheel forward-speed standard deviation (floor)", "m/s")
+    wheel_speed_rel_std: float = param(0.02, "wheel forward-speed std relative to speed", "")
+    nhc_std_mps: float = param(0.05, "non-holonomic constraint std (lateral and vertical speed)", "m/s")
+    wheel_yaw_rate_std_rps: float = param(0.03, "wheel yaw-rate std (floor); 0 disables its use", "rad/s")
+    use_wheel_yaw_rate: bool = param(False, "use the wheel yaw rate as a gyro-bias measurement")
+    slip_gate_chi2: float = param(16.0, "wheel-speed NIS above this marks slip (skipped)", "")
+    slip_abs_mps: float = param(0.3, "wheel minus filter speed above this (and over the gate) is slip", "m/s")
+    # ---- zero-velocity update ----------------------------------------------------------------
+    zupt_speed_mps: float = param(0.02, "wheel speed below this (with low gyro) means stationary", "m/s")
+    zupt_gyr_rps: float = param(0.02, "gyro norm below this (with low wheel speed) means stationary", "rad/s")
+    zupt_std_mps: float = param(0.01, "zero-velocity pseudo-measurement std", "m/s")
+    # ---- GNSS --------------------------------------------------------------------------------
+    gnss_lever_m: list = param([0.0, 0.0, 0.0], "GNSS antenna position in base_link", "m")
+    gnss_use_altitude: bool = param(True, "use GNSS altitude (else horizontal only)")
+    gnss_alt_gate_chi2: float = param(6.63, "altitude NIS over this (chi2 1 dof 99%): horizontal only", "")
+    gnss_cov_scale: float = param(4.0, "multiplier on the reported GNSS covariance: receivers report white noise, "
+                                  "their error is time-correlated (1 = trust as reported)", "")
+    gnss_reset_after_s: float = param(30.0, "GNSS rejected by the NIS gate alone (no jump/drift/offset) for this "
+                                      "long: the filter is lost, its position covariance is reset", "s")
+    gnss_min_std_m: float = param(0.05, "floor on the reported GNSS std", "m")
+    gnss_timeout_s: float = param(2.0, "no GNSS message for this long: DENIED", "s")
+    gnss_cov_degraded_m2: float = param(9.0, "reported horizontal variance over this: DEGRADED", "m^2")
+    gnss_cov_reject_m2: float = param(400.0, "reported horizontal variance over this: REJECTED", "m^2")
+    gnss_nis_degraded: float = param(9.21, "horizontal NIS over this (chi2 2 dof 99%): DEGRADED", "")
+    gnss_nis_reject: float = param(18.4, "horizontal NIS over this (chi2 2 dof 99.99%): REJECTED", "")
+    gnss_degraded_scale: float = param(4.0, "variance inflation applied to DEGRADED epochs", "")
+    gnss_window_s: float = param(15.0, "window of the jump/drift check against dead reckoning", "s")
+    gnss_jump_m: float = param(3.0, "window displacement mismatch vs dead reckoning over this: REJECTED", "m")
+    gnss_jump_sigma: float = param(3.0, "... or over this many std of the window mismatch", "")
+    gnss_recover_epochs: int = param(5, "consecutive consistent epochs to leave a jump/drift hold", "")
+    gnss_hold_max_s: float = param(60.0, "after this long in a jump/drift hold only the NIS gate decides", "s")
+    gnss_offset_window: int = param(5, "global fixes averaged by the consistent-offset (spoof) check", "")
+    gnss_offset_m: float = param(4.0, "mean GNSS-minus-fix offset over this: REJECTED (spoof/datum)", "m")
+    gnss_offset_hold_s: float = param(30.0, "time an offset verdict holds without new global fixes", "s")
+    degradation_handling: bool = param(True, "run the degradation monitor (off: trust every fix)")
+    # ---- pose fixes (BEV, objects, initial pose) --------------------------------------------
+    fix_nis_gate: float = param(21.1, "pose-fix NIS over this (chi2 4 dof 99.97%) is rejected once localized", "")
+    fix_frame: str = param("map", "frame_id pose fixes must carry")
+    fix_init_max_std_m: float = param(5.0, "a fix initializes the filter only below this position std", "m")
+    # ---- bookkeeping -------------------------------------------------------------------------
     history_s: float = param(1.5, "state history kept for late measurements", "s")
+    reset_on_time_jump_s: float = param(5.0, "a stamp this far behind the newest resets the filter", "s")
+    track_odom: bool = param(True, "integrate a continuous odom frame and report map->odom")
+    max_pos_std_m: float = param(50.0, "position std above which the estimate is 'not_localized'", "m")
+    localized_pos_std_m: float = param(3.0, "position std under which mode is 'localized'", "m")

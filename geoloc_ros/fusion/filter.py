@@ -1,0 +1,498 @@
+"""FusionFilter: the ESKF behind one ``process(event)`` step, with input checks, initialization,
+the GNSS degradation monitor, wheel-slip detection, late measurements and map->odom.
+
+``FusionFilter.process(event)`` reads as the list of steps:
+
+1. check the event (finite numbers, positive covariances, frame) -- a bad one is counted with
+   its reason and dropped, the estimate keeps going;
+2. check its stamp: a jump backwards beyond ``reset_on_time_jump_s`` resets the filter (bag
+   loop), a stale IMU sample or a measurement older than ``history_s`` is dropped;
+3. before initialization, collect what initialization needs (gravity direction, dead-reckoned
+   track, GNSS track) and initialize from an initial pose / trusted global fix / GNSS + motion;
+4. IMU: propagate the ESKF and the continuous odom frame;
+5. wheel: zero-velocity update when stationary, else slip check then speed + non-holonomic update;
+6. GNSS: datum conversion, degradation verdict, update with the verdict's noise (or skip);
+7. pose fix: chi-square gate, update, and feed the monitor's spoof/datum check;
+   a measurement older than the state is applied at its own stamp (rewind + replay).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+
+import numpy as np
+
+from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, PoseFixEvent, Verdict,
+                               WheelEvent)
+from geoloc_ros.fusion.config import FusionConfig
+from geoloc_ros.fusion.eskf import ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
+from geoloc_ros.fusion.gnss import Datum, GnssMonitor, WheelSlipDetector
+from geoloc_ros.geometry import rot_z, se3_inverse, wrap_angle
+
+log = logging.getLogger("geoloc_ros.fusion")
+
+__all__ = ["FusionFilter"]
+
+
+def _finite(*xs) -> bool:
+    for x in xs:
+        if x is None or not np.all(np.isfinite(np.asarray(x, float))):
+            return False
+    return True
+
+
+def _tilt_from_acc(acc) -> np.ndarray:
+    """R (3, 3) with zero yaw whose z axis is along the mean specific force (3,)."""
+    ax, ay, az = acc
+    roll = np.arctan2(ay, az)
+    pitch = np.arctan2(-ax, np.hypot(ay, az))
+    cr, sr, cp, sp = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch)
+    Ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    Rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    return Ry @ Rx
+
+
+class FusionFilter:
+    """GNSS-degradation-aware error-state filter over IMU, wheel, GNSS and global pose fixes.
+
+    Parameters
+    ----------
+    cfg : FusionConfig
+    datum : Datum or None
+        Map datum for GNSS; without one the first valid fix defines it (map = local ENU).
+    """
+
+    def __init__(self, cfg: FusionConfig | None = None, datum: Datum | None = None):
+        self.cfg = cfg or FusionConfig()
+        self.datum0 = datum
+        self.kf = ErrorStateKF(self.cfg)
+        self.monitor = GnssMonitor(self.cfg)
+        self.slip = WheelSlipDetector(self.cfg)
+        R_bw = rot_z(self.cfg.wheel_yaw_rad)
+        self._R_base_wheel = R_bw
+        self._wheel_lever = np.asarray(self.cfg.wheel_lever_m, float)
+        self._gnss_lever = np.asarray(self.cfg.gnss_lever_m, float)
+        self.reset()
+
+    # ---- public API -------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the state (the datum given at construction stays)."""
+        self.datum = self.datum0
+        self.kf.reset()
+        self.monitor.reset()
+        self.slip = WheelSlipDetector(self.cfg)
+        self.counters: Counter = Counter()
+        self.reasons: dict[str, str] = {}
+        self.newest_t = None
+        self.last_imu_t = None
+        self.wheel_v = 0.0
+        self.wheel_t = None
+        self.wheel_slip = False
+        self._slip_since = None
+        self._acc_buf: deque = deque(maxlen=64)
+        self._init_track: list = []
+        # continuous odom frame: x, y, yaw (m, m, rad) + path length; history for late lookups
+        self._odom = np.zeros(3)
+        self._odom_dist = 0.0
+        self._odom_t = None
+        self._odom_hist: deque = deque()
+        self._last_est = None
+        self._nis_only_since = None
+        self._fix_used = False
+
+    @property
+    def initialized(self) -> bool:
+        return self.kf.initialized
+
+    def process(self, event):
+        """Consume one event; return the newest estimate (None before initialization or on reject)."""
+        kind = {ImuEvent: "imu", WheelEvent: "wheel", GnssEvent: "gnss", PoseFixEvent: "fix"}.get(type(event))
+        if kind is None:
+            return self._reject("input", f"unsupported event type {type(event).__name__}")
+        t = getattr(event, "t", None)
+        if not _finite(t):
+            return self._reject(kind, "non-finite stamp")
+        t = float(t)
+        if not self._check_time(kind, t):
+            return None
+        handler = getattr(self, "_on_" + kind)
+        ok = handler(event, t)
+        if not ok or not self.kf.initialized:
+            return None
+        self.counters[kind + ".accepted"] += 1
+        return self.estimate()
+
+    def estimate(self) -> PoseEstimate:
+        """The current estimate (identity with a huge covariance before initialization)."""
+        kf = self.kf
+        t_now = self.newest_t if self.newest_t is not None else 0.0
+        gnss = self.monitor.current(t_now)
+        counters = dict(self.counters)
+        if not kf.initialized:
+            return PoseEstimate(t=t_now, T_map_base=np.eye(4), cov6=np.eye(6) * 1e6,
+                                mode="not_localized", gnss_verdict=gnss.verdict,
+                                gnss_reason=gnss.reason, counters=counters)
+        cov6 = kf.pose_cov6()
+        std_h = float(np.sqrt(max(cov6[0, 0], cov6[1, 1])))
+        mode = ("localized" if std_h < self.cfg.localized_pos_std_m else
+                "dead_reckoning" if std_h < self.cfg.max_pos_std_m else "not_localized")
+        T = kf.pose()
+        T_map_odom = None
+        if self.cfg.track_odom:
+            T_map_odom = T @ se3_inverse(self._odom_pose(kf.p[2]))
+        return PoseEstimate(t=kf.t, T_map_base=T, cov6=cov6, twist=kf.twist(), mode=mode,
+                            gnss_verdict=gnss.verdict, gnss_reason=gnss.reason,
+                            wheel_slip=self.wheel_slip, counters=counters, T_map_odom=T_map_odom)
+
+    # ---- step 1-2: checks --------------------------------------------------------------------
+    def _reject(self, kind: str, reason: str):
+        key = f"{kind}.rejected." + reason.split(" (")[0].split(":")[0]
+        self.counters[key] += 1
+        self.counters[kind + ".rejected"] += 1
+        self.reasons[kind] = reason
+        if self.counters[key] <= 3:
+            log.info("%s rejected: %s", kind, reason)
+        return None
+
+    def _check_time(self, kind: str, t: float) -> bool:
+        if self.newest_t is not None and t < self.newest_t - self.cfg.reset_on_time_jump_s:
+            log.warning("time jumped backwards by %.2f s (bag loop?): resetting the filter",
+                        self.newest_t - t)
+            n_resets = self.counters["resets"] + 1
+            self.reset()
+            self.counters["resets"] = n_resets
+            self.reasons["reset"] = f"time jumped backwards to {t:.3f}"
+        if kind == "imu" and self.last_imu_t is not None and t <= self.last_imu_t:
+            self._reject("imu", f"stale or out-of-order IMU stamp ({t - self.last_imu_t:+.4f} s)")
+            return False
+        if self.newest_t is not None and t < self.newest_t - self.cfg.history_s:
+            self._reject(kind, f"too late ({self.newest_t - t:.2f} s behind, history "
+                               f"{self.cfg.history_s:g} s)")
+            return False
+        if self.kf.initialized and t < self.kf.t and not self.kf.can_rewind(t):
+            self._reject(kind, f"too late (before the state history, {self.kf.t - t:.2f} s)")
+            return False
+        return True
+
+    def _advance_clock(self, t: float) -> None:
+        self.newest_t = t if self.newest_t is None else max(self.newest_t, t)
+
+    # ---- step 4: IMU -------------------------------------------------------------------------
+    def _on_imu(self, ev: ImuEvent, t: float):
+        acc, gyr = ev.acc_mps2, ev.gyr_rps
+        if not _finite(acc, gyr) or np.shape(acc) != (3,) or np.shape(gyr) != (3,):
+            return self._reject("imu", "NaN/inf or malformed sample")
+        acc = np.asarray(acc, float)
+        gyr = np.asarray(gyr, float)
+        if (acc @ acc) > self.cfg.imu_acc_max_mps2 ** 2 or (gyr @ gyr) > self.cfg.imu_gyr_max_rps ** 2:
+            return self._reject("imu", "sample over the sensor range")
+        self._advance_clock(t)
+        self.last_imu_t = t
+        kf = self.kf
+        if kf.initialized:
+            if t < kf.t:   # IMU older than a measurement already applied: re-run history
+                steps = kf.rewind(t)
+                kf.propagate(t, acc, gyr)
+                kf.replay(steps)
+            else:
+                kf.propagate(t, acc, gyr)
+        else:
+            self._acc_buf.append(acc)
+            kf.acc, kf.gyr = acc, gyr
+        self._integrate_odom(t, gyr)
+        return True
+
+    def _integrate_odom(self, t: float, gyr) -> None:
+        """Continuous odom frame from body speed and yaw rate (never jumps)."""
+        if self._odom_t is not None:
+            dt = t - self._odom_t
+            if 0.0 < dt < 1.0:
+                kf = self.kf
+                if kf.initialized:
+                    yaw = np.arctan2(kf.R[1, 0], kf.R[0, 0])
+                    c, s = np.cos(yaw), np.sin(yaw)
+                    vx = c * kf.v[0] + s * kf.v[1]
+                    vy = -s * kf.v[0] + c * kf.v[1]
+                    wz = (kf.R @ (gyr - kf.bg))[2]
+                else:
+                    vx, vy, wz = self.wheel_v, 0.0, gyr[2]
+                th = self._odom[2] + 0.5 * wz * dt
+                c, s = np.cos(th), np.sin(th)
+                self._odom[0] += (c * vx - s * vy) * dt
+                self._odom[1] += (s * vx + c * vy) * dt
+                self._odom[2] = wrap_angle(self._odom[2] + wz * dt)
+                self._odom_dist += np.hypot(vx, vy) * dt
+        self._odom_t = t
+        self._odom_hist.append((t, self._odom.copy(), self._odom_dist))
+        while self._odom_hist and self._odom_hist[0][0] < t - 5.0:
+            self._odom_hist.popleft()
+
+    def _odom_at(self, t: float):
+        """(x, y, yaw) and path length of the odom frame at ``t`` (nearest stored sample)."""
+        h = self._odom_hist
+        if not h or t >= h[-1][0]:
+            return self._odom.copy(), self._odom_dist
+        for k in range(len(h) - 1, -1, -1):
+            if h[k][0] <= t:
+                return h[k][1].copy(), h[k][2]
+        return h[0][1].copy(), h[0][2]
+
+    def _odom_pose(self, z: float) -> np.ndarray:
+        """T_odom_base (4, 4): odom x, y, yaw with the filter's tilt and height."""
+        kf = self.kf
+        yaw_map = np.arctan2(kf.R[1, 0], kf.R[0, 0])
+        T = np.eye(4)
+        T[:3, :3] = rot_z(self._odom[2] - yaw_map) @ kf.R
+        T[:3, 3] = [self._odom[0], self._odom[1], z]
+        return T
+
+    # ---- step 5: wheel -----------------------------------------------------------------------
+    def _on_wheel(self, ev: WheelEvent, t: float):
+        if not _finite(ev.v_mps, ev.yaw_rate_rps, ev.var_v, ev.var_yaw_rate):
+            return self._reject("wheel", "NaN/inf in wheel odometry")
+        if ev.var_v <= 0 or ev.var_yaw_rate <= 0:
+            return self._reject("wheel", "zero or negative covariance")
+        self._advance_clock(t)
+        v = float(ev.v_mps) * self.cfg.wheel_scale
+        self.wheel_v, self.wheel_t = v, t
+        kf = self.kf
+        if not kf.initialized:
+            return True
+        cfg = self.cfg
+        stationary = abs(v) < cfg.zupt_speed_mps and np.linalg.norm(kf.gyr - kf.bg) < cfg.zupt_gyr_rps
+        if stationary:
+            meas = ZeroVelocity(t, cfg.zupt_std_mps)
+            self.counters["wheel.zupt"] += 1
+        else:
+            std = max(cfg.wheel_speed_std_mps, cfg.wheel_speed_rel_std * abs(v), np.sqrt(ev.var_v))
+            yr = None
+            if cfg.use_wheel_yaw_rate and cfg.wheel_yaw_rate_std_rps > 0:
+                yr = float(ev.yaw_rate_rps)
+            meas = WheelSpeed(t, v, std * std, cfg.nhc_std_mps ** 2, self._R_base_wheel,
+                              self._wheel_lever, yr,
+                              max(cfg.wheel_yaw_rate_std_rps ** 2, float(ev.var_yaw_rate)))
+        return self._apply_late_aware(meas, self._wheel_decide)
+
+    def _wheel_decide(self, meas) -> bool:
+        """Slip check on the forward speed (skip; inflate once slip lasts over 2 s)."""
+        self.wheel_slip = False
+        if not isinstance(meas, WheelSpeed) or not self.cfg.degradation_handling:
+            return True
+        inn = self.kf.innovation(WheelSpeed(meas.t, meas.v, meas.var_v, 1.0, meas.Rbw, meas.lever, nhc=False))
+        slipping = self.slip.check(meas.v, meas.v - float(inn.residual[0]), float(inn.S[0, 0]))
+        if not slipping:
+            self._slip_since = None
+            return True
+        self.wheel_slip = True
+        self.counters["wheel.slip"] += 1
+        if self._slip_since is None:
+            self._slip_since = meas.t
+        if meas.t - self._slip_since > 2.0:   # persistent disagreement: trust it, inflated
+            meas.noise_scale = inn.nis / self.cfg.slip_gate_chi2
+            return True
+        self.reasons["wheel"] = f"slip: wheel {meas.v:.2f} m/s vs predicted {meas.v - inn.residual[0]:.2f} m/s"
+        return False
+
+    # ---- late-aware application ---------------------------------------------------------------
+    def _apply_late_aware(self, meas, decide) -> bool:
+        """Rewind when ``meas`` is older than the state, decide (may skip), update, replay."""
+        kf = self.kf
+        steps = kf.rewind(meas.t) if meas.t < kf.t else []
+        if steps:
+            self.counters["late_measurements"] += 1
+        if meas.t > kf.t:
+            kf.propagate(meas.t)
+        use = decide(meas)
+        if use:
+            kf.update(meas)
+        kf.replay(steps)
+        return True
+
+    # ---- step 6: GNSS ------------------------------------------------------------------------
+    def _on_gnss(self, ev: GnssEvent, t: float):
+        if not _finite(ev.lat_deg, ev.lon_deg, ev.alt_m) or abs(ev.lat_deg) > 90 or abs(ev.lon_deg) > 180:
+            return self._reject("gnss", "NaN/inf or out-of-range position")
+        if ev.status == FixStatus.NO_FIX:
+            self._advance_clock(t)
+            self.monitor.deny(t, "receiver reports NO_FIX")
+            return self._reject("gnss", "status NO_FIX")
+        if ev.cov_enu_m2 is None:
+            self.monitor.deny(t, "covariance type UNKNOWN")
+            return self._reject("gnss", "covariance type UNKNOWN")
+        cov = np.asarray(ev.cov_enu_m2, float)
+        if cov.shape != (3, 3) or not _finite(cov):
+            return self._reject("gnss", "NaN/inf or malformed covariance")
+        if np.any(np.diag(cov) <= 0):
+            return self._reject("gnss", "zero or negative covariance")
+        self._advance_clock(t)
+        if self.datum is None:
+            self.datum = Datum(ev.lat_deg, ev.lon_deg, ev.alt_m, 0.0)
+            log.info("no map datum given: using the first GNSS fix %s (map = local ENU)", self.datum)
+        z = self.datum.to_map(ev.lat_deg, ev.lon_deg, ev.alt_m)
+        cov_map = self.datum.cov_to_map(0.5 * (cov + cov.T))
+        cov_map = cov_map * self.cfg.gnss_cov_scale + np.eye(3) * self.cfg.gnss_min_std_m ** 2
+        if not self.kf.initialized:
+            self.monitor.note_message(t)
+            self._try_init_gnss(t, z, cov_map)
+            return True
+        meas = GnssPosition(t, z, cov_map, self._gnss_lever, self.cfg.gnss_use_altitude)
+        meas.var_h_reported = float(cov[0, 0] + cov[1, 1])
+        self.counters["gnss.epochs"] += 1
+        return self._apply_late_aware(meas, self._gnss_decide)
+
+    def _gnss_decide(self, meas: GnssPosition) -> bool:
+        kf = self.kf
+        horiz = GnssPosition(meas.t, meas.z, meas.cov, meas.lever, use_altitude=False)
+        nis = kf.innovation(horiz).nis
+        odom, dist = self._odom_at(meas.t)
+        yaw_mo = np.arctan2(kf.R[1, 0], kf.R[0, 0]) - self._odom[2]
+        yaw_std = float(np.sqrt(max(kf.pose_cov6()[5, 5], 0.0)))
+        a = self.monitor.assess(meas.t, meas.z, meas.cov, nis, odom[:2], dist, rot_z(yaw_mo)[:2, :2],
+                                meas.var_h_reported, yaw_std)
+        if not self.cfg.degradation_handling:
+            self.counters["gnss.verdict.OK"] += 1
+            self.monitor.last = type(a)(Verdict.OK, "degradation handling off", 1.0, a.checks)
+            return True
+        self.counters[f"gnss.verdict.{a.verdict.value}"] += 1
+        self.last_gnss_assessment = a
+        if a.verdict == Verdict.REJECTED and a.reason.startswith("NIS"):
+            if self._nis_only_since is None:
+                self._nis_only_since = meas.t
+            if meas.t - self._nis_only_since > self.cfg.gnss_reset_after_s:
+                # never locked out: the filter, not a consistent GNSS, is what is lost
+                r = np.append(kf.innovation(horiz).residual, 0.0)
+                kf.P[0:3, 0:3] += np.outer(r, r) + meas.cov
+                kf.P[8, 8] += 0.1        # heading (rad^2): a lost filter's yaw is suspect too
+                kf.P[3:6, 3:6] += np.eye(3) * 0.1 * float(kf.v @ kf.v)
+                self.monitor.hold = False
+                self.monitor.grace_until = meas.t + self.cfg.gnss_window_s
+                self.counters["gnss.covariance_resets"] += 1
+                self.reasons["gnss_reset"] = f"GNSS rejected by NIS alone for {meas.t - self._nis_only_since:.0f} s"
+                self._nis_only_since = None
+                meas.noise_scale = self.cfg.gnss_degraded_scale
+                return True
+        else:
+            self._nis_only_since = None
+        if a.verdict in (Verdict.REJECTED, Verdict.DENIED):
+            self.reasons["gnss"] = a.reason
+            return False
+        meas.noise_scale = a.noise_scale
+        if meas.rows == slice(0, 3):   # altitude: its own 1-dof gate, else horizontal only
+            inn = kf.innovation(meas)
+            if inn.residual[2] ** 2 / inn.S[2, 2] > self.cfg.gnss_alt_gate_chi2:
+                meas.rows = slice(0, 2)
+                self.counters["gnss.altitude_rejected"] += 1
+        return True
+
+    # ---- step 7: pose fixes ------------------------------------------------------------------
+    def _on_fix(self, ev: PoseFixEvent, t: float):
+        if ev.frame_id != self.cfg.fix_frame:
+            return self._reject("fix", f"pose fix in frame '{ev.frame_id}', expected '{self.cfg.fix_frame}'")
+        if ev.dof not in PoseFix.ROWS:
+            return self._reject("fix", f"unknown dof '{ev.dof}'")
+        T = np.asarray(ev.T_map_base, float)
+        C = np.asarray(ev.cov6, float)
+        if T.shape != (4, 4) or C.shape != (6, 6) or not _finite(T, C):
+            return self._reject("fix", "NaN/inf or malformed pose/covariance")
+        if np.abs(T[:3, :3] @ T[:3, :3].T - np.eye(3)).max() > 1e-3:
+            return self._reject("fix", "rotation is not orthonormal")
+        idx = PoseFix.ROWS[ev.dof]
+        sub = 0.5 * (C[np.ix_(idx, idx)] + C[np.ix_(idx, idx)].T)
+        if np.any(np.diag(sub) <= 0) or np.linalg.eigvalsh(sub).min() <= 0:
+            return self._reject("fix", "zero or negative covariance")
+        self._advance_clock(t)
+        meas = PoseFix(t, T, C, ev.dof)
+        if not self.kf.initialized:
+            std = np.sqrt(max(C[0, 0], C[1, 1]))
+            if std > self.cfg.fix_init_max_std_m and ev.source != "initialpose":
+                return self._reject("fix", f"too uncertain to initialize ({std:.1f} m)")
+            self._init_from_pose(t, T, C)
+            return True
+        if ev.source == "initialpose":   # an operator's pose overrides the estimate
+            self._init_from_pose(t, T, C)
+            return True
+        ok = self._apply_late_aware(meas, self._fix_decide)
+        return ok and self._fix_used
+
+    def _fix_decide(self, meas: PoseFix) -> bool:
+        inn = self.kf.innovation(meas)
+        self._fix_used = inn.nis <= self.cfg.fix_nis_gate
+        if not self._fix_used:
+            self._reject("fix", f"NIS {inn.nis:.1f} over gate {self.cfg.fix_nis_gate:g}")
+            return False
+        std = float(np.sqrt(max(meas.cov6[0, 0], meas.cov6[1, 1])))
+        self.monitor.add_global_fix(meas.t, meas.T[:3, 3], std)
+        return True
+
+    # ---- step 3: initialization --------------------------------------------------------------
+    def _tilt(self) -> np.ndarray:
+        if not self._acc_buf:
+            return np.eye(3)
+        return _tilt_from_acc(np.mean(np.array(self._acc_buf)[-16:], axis=0))
+
+    def _P0(self, pos_cov, yaw_var) -> np.ndarray:
+        c = self.cfg
+        P = np.zeros((15, 15))
+        P[0:3, 0:3] = pos_cov
+        P[3:6, 3:6] = np.eye(3) * c.init_vel_std_mps ** 2
+        P[6:9, 6:9] = np.diag([c.init_tilt_std_rad ** 2, c.init_tilt_std_rad ** 2, yaw_var])
+        P[9:12, 9:12] = np.eye(3) * c.init_acc_bias_std ** 2
+        P[12:15, 12:15] = np.eye(3) * c.init_gyr_bias_std ** 2
+        return P
+
+    def _init_from_pose(self, t: float, T, C) -> None:
+        """Initialize (or re-initialize) from an absolute pose; tilt from gravity unless 'full'."""
+        yaw = np.arctan2(T[1, 0], T[0, 0])
+        R = rot_z(yaw) @ self._tilt()
+        t0 = max(t, self.newest_t or t)
+        odom_then, _ = self._odom_at(t)      # carry the pose to now with the odom increment
+        d = self._odom - odom_then
+        c, s = np.cos(yaw - odom_then[2]), np.sin(yaw - odom_then[2])
+        p = T[:3, 3] + np.array([c * d[0] - s * d[1], s * d[0] + c * d[1], 0.0])
+        R = rot_z(wrap_angle(d[2])) @ R
+        v = R @ np.array([self.wheel_v, 0.0, 0.0])
+        self.kf.initialize(t0, p, R, v, self._P0(C[0:3, 0:3] + np.eye(3) * 1e-6, max(C[5, 5], 1e-6)))
+        self.counters["initializations"] += 1
+        self.reasons["init"] = f"from pose fix at t={t:.3f}"
+        log.info("fusion initialized from a pose fix at t=%.3f", t)
+
+    def _try_init_gnss(self, t: float, z, cov) -> None:
+        """GNSS + motion heading: fit the dead-reckoned track to the GNSS track (2-D rigid)."""
+        if not self.cfg.init_from_gnss:
+            return
+        tr = self._init_track
+        tr.append((t, np.asarray(z, float), cov, self._odom.copy()))
+        while tr and tr[0][0] < t - 60.0:
+            tr.pop(0)
+        Z = np.array([e[1][:2] for e in tr])
+        if len(tr) < 4 or np.linalg.norm(Z - Z[0], axis=1).max() < self.cfg.init_min_gnss_span_m:
+            return
+        O = np.array([e[3][:2] for e in tr])
+        var = float(np.mean([e[2][0, 0] + e[2][1, 1] for e in tr])) / 2.0
+        if np.linalg.norm(O - O[0], axis=1).max() > 0.5 * self.cfg.init_min_gnss_span_m:
+            co, cz = O.mean(0), Z.mean(0)
+            Hm = (O - co).T @ (Z - cz)
+            rot = np.arctan2(Hm[0, 1] - Hm[1, 0], Hm[0, 0] + Hm[1, 1])
+            Rz2 = rot_z(rot)[:2, :2]
+            res = Z - (O - co) @ Rz2.T - cz
+            spread = float(np.sum((O - co) ** 2))
+            yaw_std = float(np.sqrt((np.mean(np.sum(res ** 2, 1)) / 2 + var) / spread))
+            yaw = wrap_angle(rot + self._odom[2])
+            p_xy = Rz2 @ (self._odom[:2] - co) + cz
+            v_dir = np.array([self.wheel_v, 0.0])
+        else:   # no odometry motion (no wheel): heading of the GNSS displacement, moving forward
+            d = Z[-1] - Z[0]
+            yaw = np.arctan2(d[1], d[0])
+            yaw_std = float(np.sqrt(2 * var) / np.linalg.norm(d))
+            p_xy = Z[-1]
+            v_dir = np.array([np.linalg.norm(d) / max(t - tr[0][0], 1e-3), 0.0])
+        if yaw_std > self.cfg.init_max_yaw_std_rad:
+            return
+        R = rot_z(yaw) @ self._tilt()
+        p = np.array([p_xy[0], p_xy[1], z[2]]) - R @ self._gnss_lever
+        v = R @ np.array([v_dir[0], 0.0, 0.0])
+        self.kf.initialize(t, p, R, v, self._P0(cov, max(yaw_std, 0.01) ** 2))
+        self.counters["initializations"] += 1
+        self.reasons["init"] = f"from GNSS + motion heading at t={t:.3f} (yaw std {yaw_std:.3f} rad)"
+        log.info("fusion initialized from GNSS + motion heading at t=%.3f", t)
+        self._init_track = []

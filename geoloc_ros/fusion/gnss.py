@@ -1,0 +1,327 @@
+"""GNSS side of the filter: map datum (geodesy with pyproj), datum fitting, degradation monitor
+and the wheel-slip detector.
+
+Map datum convention: the map frame's origin is at (lat0, lon0, alt0) on WGS-84; ``yaw_rad`` is
+the heading of the map x axis counter-clockwise from East, so ``p_enu = Rz(yaw) @ p_map``.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyproj
+
+from geoloc_ros.events import FixStatus, GnssEvent, Verdict
+from geoloc_ros.geometry import rot_z
+
+__all__ = ["Datum", "fit_datum", "GnssMonitor", "GnssAssessment", "WheelSlipDetector"]
+
+
+class Datum:
+    """Map datum: WGS-84 origin and map yaw; converts lat/lon/alt <-> map-frame xyz (m)."""
+
+    def __init__(self, lat0_deg: float, lon0_deg: float, alt0_m: float = 0.0, yaw_rad: float = 0.0):
+        vals = [lat0_deg, lon0_deg, alt0_m, yaw_rad]
+        if not all(np.isfinite(vals)) or abs(lat0_deg) > 90 or abs(lon0_deg) > 180:
+            raise ValueError(f"invalid datum {vals}")
+        self.lat0_deg, self.lon0_deg = float(lat0_deg), float(lon0_deg)
+        self.alt0_m, self.yaw_rad = float(alt0_m), float(yaw_rad)
+        self._tf = pyproj.Transformer.from_pipeline(
+            f"+proj=pipeline +step +proj=cart +ellps=WGS84 +step +proj=topocentric +ellps=WGS84 "
+            f"+lat_0={self.lat0_deg!r} +lon_0={self.lon0_deg!r} +h_0={self.alt0_m!r}")
+        self.R_enu_map = rot_z(self.yaw_rad)
+
+    def __repr__(self):
+        return (f"Datum(lat0_deg={self.lat0_deg}, lon0_deg={self.lon0_deg}, alt0_m={self.alt0_m}, "
+                f"yaw_rad={self.yaw_rad})")
+
+    def to_enu(self, lat_deg, lon_deg, alt_m) -> np.ndarray:
+        e, n, u = self._tf.transform(lon_deg, lat_deg, alt_m)
+        return np.stack([np.asarray(e, float), np.asarray(n, float), np.asarray(u, float)], -1)
+
+    def to_map(self, lat_deg, lon_deg, alt_m) -> np.ndarray:
+        """Map-frame position (3,) m (or (N, 3) for arrays)."""
+        return self.to_enu(lat_deg, lon_deg, alt_m) @ self.R_enu_map  # = (R^T p_enu^T)^T
+
+    def from_map(self, p) -> tuple[float, float, float]:
+        """(lat_deg, lon_deg, alt_m) of a map-frame position (3,)."""
+        enu = self.R_enu_map @ np.asarray(p, float).reshape(3)
+        lon, lat, alt = self._tf.transform(enu[0], enu[1], enu[2], direction="INVERSE")
+        return float(lat), float(lon), float(alt)
+
+    def cov_to_map(self, cov_enu) -> np.ndarray:
+        """(3, 3) ENU covariance -> map frame."""
+        R = self.R_enu_map
+        return R.T @ np.asarray(cov_enu, float) @ R
+
+    def to_dict(self) -> dict:
+        return {"lat0_deg": self.lat0_deg, "lon0_deg": self.lon0_deg, "alt0_m": self.alt0_m,
+                "yaw_rad": self.yaw_rad}
+
+    def save(self, mapdir) -> None:
+        """Store as ``datum.json`` in a :class:`geoloc_ros.maps.mapdir.MapDir`."""
+        mapdir.write_json("datum.json", self.to_dict())
+
+    @classmethod
+    def load(cls, mapdir) -> "Datum":
+        from geoloc_ros.maps.mapdir import MapError
+        d = mapdir.read_json("datum.json")
+        try:
+            return cls(float(d["lat0_deg"]), float(d["lon0_deg"]), float(d.get("alt0_m", 0.0)),
+                       float(d.get("yaw_rad", 0.0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise MapError(f"{mapdir.root}: datum.json is not a valid datum ({e})") from None
+
+
+def fit_datum(gnss_events, trajectory, lever_m=(0.0, 0.0, 0.0), max_dt_s: float = 0.05,
+              return_rms: bool = False):
+    """Estimate the map datum from GNSS fixes and a map-frame trajectory of the same run.
+
+    ``trajectory`` is ``(t (N,), T_map_base (N, 4, 4))`` (or any object with ``times_s`` and
+    ``poses(t)``). The antenna positions (base pose plus ``lever_m``) at the GNSS stamps are
+    aligned to the fixes' local ENU coordinates by a 2-D rigid fit (yaw + translation, weighted by
+    the reported horizontal variance) and a mean height offset. Fixes without a position or
+    farther than ``max_dt_s`` from the trajectory's time span are skipped.
+    Returns the :class:`Datum` (and the horizontal RMS residual in m with ``return_rms``).
+    """
+    from geoloc_ros.geometry import interpolate_poses
+    evs = [e for e in gnss_events if isinstance(e, GnssEvent) and e.status != FixStatus.NO_FIX
+           and np.isfinite([e.lat_deg, e.lon_deg, e.alt_m]).all()]
+    if len(evs) < 3:
+        raise ValueError(f"fit_datum needs at least 3 GNSS fixes, got {len(evs)}")
+    t = np.array([e.t for e in evs])
+    if hasattr(trajectory, "poses") and hasattr(trajectory, "times_s"):
+        tt = np.asarray(trajectory.times_s, float)
+        inside = (t >= tt[0] - max_dt_s) & (t <= tt[-1] + max_dt_s)
+        T = np.stack([trajectory.poses(float(x)) for x in np.clip(t[inside], tt[0], tt[-1])])
+    else:
+        tt, TT = trajectory
+        tt = np.asarray(tt, float)
+        inside = (t >= tt[0] - max_dt_s) & (t <= tt[-1] + max_dt_s)
+        T, _ = interpolate_poses(np.clip(t[inside], tt[0], tt[-1]), tt, np.asarray(TT, float))
+    evs = [e for e, k in zip(evs, inside) if k]
+    if len(evs) < 3:
+        raise ValueError("fit_datum: fewer than 3 GNSS fixes inside the trajectory's time span")
+    lever = np.asarray(lever_m, float)
+    p_map = T[:, :3, 3] + T[:, :3, :3] @ lever
+    provisional = Datum(evs[0].lat_deg, evs[0].lon_deg, evs[0].alt_m, 0.0)
+    enu = provisional.to_enu(np.array([e.lat_deg for e in evs]), np.array([e.lon_deg for e in evs]),
+                             np.array([e.alt_m for e in evs]))
+    var = np.array([np.trace(np.asarray(e.cov_enu_m2)[:2, :2]) if e.cov_enu_m2 is not None else 1.0
+                    for e in evs])
+    w = 1.0 / np.maximum(var, 1e-4)
+    w /= w.sum()
+    a, b = p_map[:, :2], enu[:, :2]
+    ca, cb = w @ a, w @ b
+    Hm = ((a - ca) * w[:, None]).T @ (b - cb)
+    yaw = float(np.arctan2(Hm[0, 1] - Hm[1, 0], Hm[0, 0] + Hm[1, 1]))   # b ~ Rz(yaw) a + t
+    Rz = rot_z(yaw)[:2, :2]
+    t_xy = cb - Rz @ ca
+    dz = float(w @ (enu[:, 2] - p_map[:, 2]))
+    # the map origin's ENU coordinates in the provisional frame -> geodetic origin
+    lat0, lon0, alt0 = provisional.from_map(np.array([t_xy[0], t_xy[1], dz]))
+    datum = Datum(lat0, lon0, alt0, yaw)
+    if return_rms:
+        res = datum.to_map(np.array([e.lat_deg for e in evs]), np.array([e.lon_deg for e in evs]),
+                           np.array([e.alt_m for e in evs]))[:, :2] - p_map[:, :2]
+        return datum, float(np.sqrt(np.mean(np.sum(res ** 2, 1))))
+    return datum
+
+
+@dataclass
+class GnssAssessment:
+    """Verdict of the monitor on one GNSS epoch, with the reason and the noise inflation."""
+    verdict: Verdict
+    reason: str = ""
+    noise_scale: float = 1.0
+    checks: dict = field(default_factory=dict)
+
+
+class GnssMonitor:
+    """Per-epoch GNSS verdict: OK / DEGRADED / REJECTED / DENIED, with the reason.
+
+    Checks, in order: fix status and reported covariance; a jump/drift of the GNSS displacement
+    over ``gnss_window_s`` against the dead-reckoned (odom) displacement; a sustained consistent
+    offset of GNSS against the global pose fixes (spoofing, wrong datum); the filter's normalized
+    innovation squared (chi-square gate). After a jump/drift rejection the monitor holds the
+    rejection until ``gnss_recover_epochs`` consecutive epochs pass both the window and NIS
+    checks; the NIS uses the filter's covariance, which grows while GNSS is rejected, so
+    consistent GNSS is always accepted again (no permanent lock-out).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.epochs: deque = deque()          # (t, z_map_xy (2,), odom_xy (2,), odom_dist_m)
+        self.last_msg_t = None
+        self.last = GnssAssessment(Verdict.DENIED, "no GNSS message yet")
+        self.hold = False
+        self.hold_reason = ""
+        self.reject_since = np.inf
+        self.grace_until = -np.inf
+        self.good_streak = 0
+        self.offsets: deque = deque(maxlen=max(1, int(self.cfg.gnss_offset_window)))
+        self.offset_flag_t = None
+        self.offset_vec = np.zeros(2)
+
+    # ---- status ---------------------------------------------------------------------------
+    def current(self, t_now: float) -> GnssAssessment:
+        """The verdict to report at ``t_now``: DENIED when the last message is too old."""
+        if self.last_msg_t is None:
+            return self.last
+        age = t_now - self.last_msg_t
+        if age > self.cfg.gnss_timeout_s:
+            return GnssAssessment(Verdict.DENIED, f"no GNSS message for {age:.1f} s")
+        return self.last
+
+    def note_message(self, t: float) -> None:
+        self.last_msg_t = t if self.last_msg_t is None else max(self.last_msg_t, t)
+
+    def deny(self, t: float, reason: str) -> GnssAssessment:
+        """A message without a usable position (NO_FIX, unknown covariance...)."""
+        self.note_message(t)
+        self.last = GnssAssessment(Verdict.DENIED, reason)
+        return self.last
+
+    # ---- global fixes (spoof / datum check) ------------------------------------------------
+    def add_global_fix(self, t: float, p_fix_xy, std_fix_m: float) -> None:
+        """Compare a trusted global fix with the GNSS positions buffered around its stamp."""
+        if len(self.epochs) < 2:
+            return
+        ts = np.array([e[0] for e in self.epochs])
+        k = int(np.argmin(np.abs(ts - t)))
+        if abs(ts[k] - t) > 1.0:
+            return
+        e = self.epochs[k]
+        # move the GNSS position to the fix stamp with the dead-reckoned displacement
+        self.offsets.append((t, e[1] - np.asarray(p_fix_xy, float)[:2], std_fix_m))
+        if len(self.offsets) == self.offsets.maxlen:
+            off = np.array([o[1] for o in self.offsets])
+            mean = off.mean(0)
+            spread = np.linalg.norm(off - mean, axis=1).max()
+            thr = max(self.cfg.gnss_offset_m, 3.0 * max(o[2] for o in self.offsets))
+            if np.linalg.norm(mean) > thr and spread < 0.5 * np.linalg.norm(mean) + 2.0:
+                self.offset_flag_t = t
+                self.offset_vec = mean
+            elif np.linalg.norm(mean) < 0.5 * thr:
+                self.offset_flag_t = None
+
+    # ---- one epoch ------------------------------------------------------------------------
+    def assess(self, t: float, z_map, cov_map, nis: float, odom_xy, odom_dist_m: float,
+               R_map_odom_2d, var_h_reported: float | None = None,
+               yaw_std_rad: float = 0.0) -> GnssAssessment:
+        """Verdict of one GNSS epoch.
+
+        z_map (3,) antenna position in the map frame (m), cov_map (3, 3) reported covariance (m^2),
+        nis: the filter's horizontal normalized innovation squared, odom_xy (2,) the dead-reckoned
+        position (odom frame, m) at ``t``, odom_dist_m the odom path length so far,
+        R_map_odom_2d (2, 2) the current map<-odom rotation, var_h_reported the receiver's own
+        horizontal variance (m^2, default: from cov_map), yaw_std_rad the filter's yaw std.
+        """
+        cfg = self.cfg
+        self.note_message(t)
+        z_xy = np.asarray(z_map, float)[:2]
+        var_h = float(cov_map[0, 0] + cov_map[1, 1])
+        var_rep = var_h if var_h_reported is None else float(var_h_reported)
+        checks = {"nis": nis, "var_h_m2": var_rep}
+        self.epochs.append((t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m)))
+        while self.epochs and self.epochs[0][0] < t - 3.0 * cfg.gnss_window_s:
+            self.epochs.popleft()
+
+        jump = self._window_check(t, var_h, R_map_odom_2d, yaw_std_rad, checks)
+        if t < self.grace_until:
+            jump = ""   # re-converging after a covariance reset: the filter's heading is suspect
+        if jump and t - self.reject_since > cfg.gnss_hold_max_s:
+            jump = ""   # long rejection: the filter's own drift can fake a mismatch; NIS decides
+            self.hold = False
+        if var_rep > cfg.gnss_cov_reject_m2:
+            a = GnssAssessment(Verdict.REJECTED, f"reported covariance {var_rep:.1f} m^2 over "
+                               f"{cfg.gnss_cov_reject_m2:g}", 0.0, checks)
+        elif jump:
+            self.hold, self.hold_reason, self.good_streak = True, jump, 0
+            a = GnssAssessment(Verdict.REJECTED, jump, 0.0, checks)
+        elif self.offset_flag_t is not None and t - self.offset_flag_t < cfg.gnss_offset_hold_s:
+            a = GnssAssessment(Verdict.REJECTED, "consistent offset "
+                               f"{np.linalg.norm(self.offset_vec):.1f} m vs global fixes "
+                               "(spoofing or datum error)", 0.0, checks)
+        elif nis > cfg.gnss_nis_reject and t < self.grace_until:
+            a = GnssAssessment(Verdict.DEGRADED, f"re-converging after a covariance reset (NIS {nis:.1f})",
+                               nis / cfg.gnss_nis_degraded, checks)
+        elif nis > cfg.gnss_nis_reject:
+            self.good_streak = 0
+            a = GnssAssessment(Verdict.REJECTED, f"NIS {nis:.1f} over gate {cfg.gnss_nis_reject:g}",
+                               0.0, checks)
+        elif self.hold:
+            self.good_streak += 1
+            if self.good_streak >= cfg.gnss_recover_epochs:
+                self.hold = False
+                a = GnssAssessment(Verdict.DEGRADED, f"recovered after: {self.hold_reason}",
+                                   cfg.gnss_degraded_scale, checks)
+            else:
+                a = GnssAssessment(Verdict.REJECTED, f"holding after {self.hold_reason} "
+                                   f"({self.good_streak}/{cfg.gnss_recover_epochs} consistent)",
+                                   0.0, checks)
+        elif var_rep > cfg.gnss_cov_degraded_m2:
+            a = GnssAssessment(Verdict.DEGRADED, f"reported covariance {var_rep:.1f} m^2 over "
+                               f"{cfg.gnss_cov_degraded_m2:g}", cfg.gnss_degraded_scale, checks)
+        elif nis > cfg.gnss_nis_degraded:
+            a = GnssAssessment(Verdict.DEGRADED, f"NIS {nis:.1f} over {cfg.gnss_nis_degraded:g}",
+                               max(cfg.gnss_degraded_scale, nis / cfg.gnss_nis_degraded), checks)
+        else:
+            a = GnssAssessment(Verdict.OK, "", 1.0, checks)
+        if a.verdict == Verdict.REJECTED:
+            self.reject_since = min(self.reject_since, t)
+        else:
+            self.reject_since = np.inf
+        self.last = a
+        return a
+
+    def _window_check(self, t, var_h, R_mo, yaw_std, checks) -> str:
+        """Reason string when the GNSS displacement over the window disagrees with odometry."""
+        cfg = self.cfg
+        W = cfg.gnss_window_s
+        ref = None
+        for e in self.epochs:          # oldest first: newest epoch at least W old
+            if e[0] <= t - W:
+                ref = e
+            else:
+                break
+        if ref is None or t - ref[0] > 2.5 * W:
+            return ""
+        cur = self.epochs[-1]
+        d_gnss = cur[1] - ref[1]
+        d_odom = np.asarray(R_mo) @ (cur[2] - ref[2])
+        mism = float(np.linalg.norm(d_gnss - d_odom))
+        dist = cur[3] - ref[3]
+        # two fixes' noise + odometry error growing with distance (2 %) + heading error
+        sigma = np.sqrt(var_h + (0.02 * dist) ** 2 + (max(yaw_std, 0.0175) * dist) ** 2)
+        checks["window_mismatch_m"] = mism
+        checks["window_sigma_m"] = sigma
+        thr = max(cfg.gnss_jump_m, cfg.gnss_jump_sigma * sigma)
+        if mism > thr:
+            return (f"jump/drift: {mism:.1f} m mismatch vs dead reckoning over "
+                    f"{t - ref[0]:.0f} s (> {thr:.1f} m)")
+        return ""
+
+
+class WheelSlipDetector:
+    """Wheel slip: the wheel forward speed against the IMU-predicted speed of the filter.
+
+    A wheel update whose forward-speed NIS exceeds ``slip_gate_chi2`` and whose difference exceeds
+    ``slip_abs_mps`` is slip; the filter skips it. Counts are kept for the estimate.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.slipping = False
+        self.count = 0
+
+    def check(self, v_wheel: float, v_pred: float, S_vv: float) -> bool:
+        d = v_wheel - v_pred
+        nis = d * d / max(S_vv, 1e-12)
+        self.slipping = bool(nis > self.cfg.slip_gate_chi2 and abs(d) > self.cfg.slip_abs_mps)
+        self.count += int(self.slipping)
+        return self.slipping
