@@ -81,7 +81,8 @@ class Descriptors:
         self.extents = np.asarray(self.extents, float).reshape(n, 3)
         self.volume = np.asarray(self.volume, float).reshape(n)
         self.shape = np.asarray(self.shape, float).reshape(n, 3)
-        self.appearance = np.asarray(self.appearance, float).reshape(n, -1)
+        app = np.asarray(self.appearance, float)
+        self.appearance = app.reshape(n, app.shape[-1] if app.ndim == 2 else (app.size // max(n, 1)))
         self.ids = np.arange(n) if self.ids is None else np.asarray(self.ids, np.int64).reshape(n)
         self.n_points = (np.zeros(n, np.int64) if self.n_points is None
                          else np.asarray(self.n_points, np.int64).reshape(n))

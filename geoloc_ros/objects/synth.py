@@ -94,7 +94,7 @@ def _random_objects(rng, n: int, half_m: float, road_half_m: float) -> Scene:
     return Scene(centers, dims, yaw, kind, colour, cls)
 
 
-def make_scene(seed: int, half_m: float = 40.0, density_per_m2: float = 1 / 25.0,
+def make_scene(seed: int, half_m: float = 40.0, density_per_m2: float = 1 / 12.0,
                road_half_m: float = 3.0) -> Scene:
     """A crossroads scene of ``(2 half_m)^2 * density`` objects (minimum spacing 1.5 m)."""
     rng = np.random.default_rng(seed)
@@ -271,7 +271,7 @@ def make_pair(seed: int, view: str = "same", change: float = 0.0, radius_m: floa
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
     rng = np.random.default_rng(seed)
     sc = make_scene(seed)
-    c = np.array([rng.uniform(4.0, 12.0), 0.0])  # on the x road, past the crossing
+    c = np.array([rng.uniform(2.0, 7.0), 0.0])  # on the x road, just past the crossing
     T_map = se3(rot_z(0.0), [c[0], c[1], 1.8])
     if view == "same":
         T_q = se3(rot_z(rng.normal(0, 0.05)),
@@ -281,7 +281,7 @@ def make_pair(seed: int, view: str = "same", change: float = 0.0, radius_m: floa
                   [c[0] - rng.uniform(1, 4), rng.uniform(-1.5, 1.5), 1.8])
     else:  # drive up the y road, centre near the crossing, heading +y
         T_q = se3(rot_z(np.pi / 2 + rng.normal(0, 0.05)),
-                  [rng.uniform(-1.5, 1.5), rng.uniform(1.0, 5.0), 1.8])
+                  [rng.uniform(-1.5, 1.5), rng.uniform(-3.0, 3.0), 1.8])
     D_t, ids_t = observe(sc, T_map, rng, radius_m, max_objects=max_objects)
     sc_q = _change(sc, rng, change, c, radius_m + 10)
     # track identity of unchanged objects: objects keep indices except removed/added ones
