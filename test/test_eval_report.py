@@ -130,3 +130,20 @@ def test_background_from_a_map_directory(tmp_path):
     assert np.allclose(bg.keyframes_xy, [[0, 0], [10, 0], [20, 0]])
     assert np.allclose(bg.points_xy, [[0, 1], [10, 1], [18, 0]])   # keypoints rotated into the map frame
     assert bg.objects_xy is None
+
+
+def test_faults_from_the_simulator_manifest(tmp_path):
+    import json
+
+    from geoloc_ros.eval.report import faults_from_manifest, normalize_faults
+    man = {"runs": {"loc_reverse": {"faults": [
+        {"sensor": "gnss", "kind": "multipath", "t_start": 1020.0, "t_end": 1030.0, "params": {}, "run": "loc_reverse"},
+        {"sensor": "wheel", "kind": "slip", "t_start": 1040.0, "t_end": float("nan")}]}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert faults_from_manifest(tmp_path / "manifest.json", "loc_reverse") == [(1020.0, 1030.0, "gnss multipath")]
+    assert faults_from_manifest(man, "other") == []
+    assert normalize_faults([(1, 2), ("x", 2, "bad"), (5, 4, "backwards")]) == [(1.0, 2.0, "fault")]
+    r = _run()
+    r.faults = man["runs"]["loc_reverse"]["faults"]
+    text = write_report(tmp_path / "rep", [r], plots=False).read_text()
+    assert "gnss multipath" in text and "20.0–30.0" in text

@@ -47,8 +47,11 @@ def _row(name: str, st: M.ErrorStats, scale: float = 1.0) -> str:
 
 
 def run_eval(estimate, groundtruth, report_dir=None, align: str = "none",
-             max_dt_s: float | None = None, cfg: EvalConfig | None = None, out=None) -> int:
-    """Compare an estimate TUM with a ground-truth TUM; print a table; optionally write a report."""
+             max_dt_s: float | None = None, cfg: EvalConfig | None = None, out=None, faults=None) -> int:
+    """Compare an estimate TUM with a ground-truth TUM; print a table; optionally write a report.
+
+    ``faults``: fault intervals ``[(t0_s, t1_s, kind)]`` or manifest dicts, shaded in the report.
+    """
     cfg = cfg or EvalConfig()
     out = out or sys.stdout
     dt = cfg.max_dt_s if max_dt_s is None else float(max_dt_s)
@@ -94,7 +97,8 @@ def run_eval(estimate, groundtruth, report_dir=None, align: str = "none",
           + (f", {nr.n_invalid} unusable covariances" if nr.n_invalid else ""))
     if report_dir:
         from geoloc_ros.eval.report import RunResult, write_report
-        run = RunResult(name=est.name, est_t=est.t_s, est_T=est.T, gt_t=gt.t_s, gt_T=gt.T, est_cov=est.cov6)
+        run = RunResult(name=est.name, est_t=est.t_s, est_T=est.T, gt_t=gt.t_s, gt_T=gt.T, est_cov=est.cov6,
+                        faults=list(faults or []))
         path = write_report(Path(report_dir), [run], cfg=cfg, title=f"geoloc eval: {est.name}")
         p(f"report: {path}")
     return 0

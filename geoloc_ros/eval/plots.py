@@ -28,8 +28,13 @@ _STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": Tru
           "legend.framealpha": 0.85}
 
 
+def _faults(run) -> list[tuple[float, float, str]]:
+    from geoloc_ros.eval.report import normalize_faults
+    return normalize_faults(getattr(run, "faults", None))
+
+
 def fault_colors(faults) -> dict[str, str]:
-    """A stable colour per fault kind (in order of first appearance)."""
+    """A stable colour per fault kind (in order of first appearance); ``faults`` as (t0, t1, kind)."""
     kinds: list[str] = []
     for f in faults or []:
         k = str(f[2]) if len(f) > 2 else "fault"
@@ -71,6 +76,7 @@ def plot_trajectory(path, run, ev: dict, background=None, cfg=None) -> bool:
     est_T = np.asarray(run.est_T, float).reshape(-1, 4, 4)
     if gt_xy is None and len(est_T) == 0:
         return False
+    faults = _faults(run)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(8.0, 7.0))
         pts = [p for p in (gt_xy, _xy(est_T[:, :3, 3]) if len(est_T) else None) if p is not None and len(p)]
@@ -107,13 +113,13 @@ def plot_trajectory(path, run, ev: dict, background=None, cfg=None) -> bool:
         if gt_xy is not None and len(gt_xy):
             ax.plot(gt_xy[:, 0], gt_xy[:, 1], "-", color="k", lw=2.4, alpha=0.55, zorder=4, label="ground truth")
             gt_t = np.asarray(run.gt_t, float)
-            for f in run.faults or []:
-                col = fault_colors(run.faults)[str(f[2]) if len(f) > 2 else "fault"]
+            for f in faults or []:
+                col = fault_colors(faults)[str(f[2]) if len(f) > 2 else "fault"]
                 m = (gt_t >= f[0]) & (gt_t <= f[1])
                 if m.sum() > 1:
                     ax.plot(gt_xy[m, 0], gt_xy[m, 1], "-", color=col, lw=11, alpha=0.55, zorder=3.5,
                             solid_capstyle="round")
-            for k, c in fault_colors(run.faults).items():
+            for k, c in fault_colors(faults).items():
                 ax.plot([], [], "-", color=c, lw=7, alpha=0.55, label=f"fault: {k}")
             ax.plot(*gt_xy[0], "o", color="#2ca02c", ms=8, mec="k", zorder=7, label="start")
             ax.plot(*gt_xy[-1], "s", color="#d62728", ms=7, mec="k", zorder=7, label="end")
@@ -167,11 +173,12 @@ def plot_errors(path, run, ev: dict, cfg=None) -> bool:
     t = a.t_s - t0
     e = a.err6
     cov = None if run.est_cov is None else np.asarray(run.est_cov, float).reshape(-1, 6, 6)[a.idx_est]
+    faults = _faults(run)
     with plt.rc_context(_STYLE):
         fig, axs = plt.subplots(4, 1, figsize=(9.0, 8.5), sharex=True)
         rows = [(0, "x error [m]", 1.0), (1, "y error [m]", 1.0), (5, "yaw error [deg]", 180.0 / math.pi)]
         for ax, (k, label, s) in zip(axs[:3], rows):
-            _shade_faults(ax, run.faults, t0)
+            _shade_faults(ax, faults, t0)
             val = a.yaw_err_rad * s if k == 5 else e[:, k] * s
             sig3 = 3.0 * np.sqrt(np.clip(cov[:, k, k], 0, None)) * s if cov is not None else None
             lim = _robust_lim(val, floor=0.5 if k != 5 else 2.0)
@@ -185,7 +192,7 @@ def plot_errors(path, run, ev: dict, cfg=None) -> bool:
             ax.set_ylim(-lim, lim)
             ax.set_ylabel(label)
         ax = axs[3]
-        _shade_faults(ax, run.faults, t0)
+        _shade_faults(ax, faults, t0)
         if cov is not None:
             lam = np.linalg.eigvalsh(0.5 * (cov[:, :2, :2] + np.swapaxes(cov[:, :2, :2], 1, 2)))[:, -1]
             b = 3.0 * np.sqrt(np.clip(lam, 0, None))
@@ -200,8 +207,8 @@ def plot_errors(path, run, ev: dict, cfg=None) -> bool:
         h3, l3 = ax.get_legend_handles_labels()
         handles += [h for h, lb in zip(h3, l3) if lb not in labels]
         labels += [lb for lb in l3 if lb not in labels]
-        handles += [Patch(color=c, alpha=0.35, label=f"fault: {k}") for k, c in fault_colors(run.faults).items()]
-        labels += [f"fault: {k}" for k in fault_colors(run.faults)]
+        handles += [Patch(color=c, alpha=0.35, label=f"fault: {k}") for k, c in fault_colors(faults).items()]
+        labels += [f"fault: {k}" for k in fault_colors(faults)]
         fig.tight_layout(rect=(0, 0, 1, 0.93))
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, 0.965))
         sub = []

@@ -12,6 +12,7 @@ fixes themselves are given, how many were correct against ground truth. Figures 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from geoloc_ros.eval.config import EvalConfig
 
 log = logging.getLogger("geoloc_ros.eval.report")
 
-__all__ = ["RunResult", "MapBackground", "evaluate_run", "write_report", "background_from_mapdir"]
+__all__ = ["RunResult", "MapBackground", "evaluate_run", "write_report", "background_from_mapdir",
+           "normalize_faults", "faults_from_manifest"]
 
 
 @dataclass
@@ -36,7 +38,8 @@ class RunResult:
     ``geoloc_ros.replay.engine_stats_dict``). ``engine_fixes``: optional ``{engine: (t_s (K,),
     T_map_base (K, 4, 4))}`` of every query's answer (NaN pose = no fix), scored against ground
     truth. ``latency_ms``: optional extra stages outside the engines (e.g. ``"fusion"``).
-    ``faults``: ``[(t0_s, t1_s, kind), ...]`` (e.g. GNSS faults from the simulator manifest).
+    ``faults``: ``[(t0_s, t1_s, kind), ...]`` or the simulator manifest's fault dicts
+    (:func:`faults_from_manifest`).
     """
     name: str
     est_t: np.ndarray                  # (N,) s
@@ -59,6 +62,39 @@ class MapBackground:
     keyframes_xy: np.ndarray | None = None   # (K, 2|3) BEV database keyframe positions
     objects_xy: np.ndarray | None = None     # (O, 2|3) object-map centroids
     object_labels: list | None = None        # (O,) class names
+
+
+def normalize_faults(faults) -> list[tuple[float, float, str]]:
+    """Fault intervals as ``(t0_s, t1_s, kind)`` from tuples or from the simulator manifest's dicts
+    (``{"sensor", "kind", "t_start", "t_end"}``: kind becomes ``"sensor kind"``, e.g. "gnss multipath").
+    Malformed or non-finite entries are dropped (logged)."""
+    out = []
+    for f in faults or []:
+        try:
+            if isinstance(f, dict):
+                t0, t1 = float(f.get("t_start", f.get("t0_s"))), float(f.get("t_end", f.get("t1_s")))
+                kind = " ".join(str(f[k]) for k in ("sensor", "kind") if f.get(k)) or "fault"
+            else:
+                t0, t1 = float(f[0]), float(f[1])
+                kind = str(f[2]) if len(f) > 2 else "fault"
+        except (TypeError, ValueError, KeyError, IndexError):
+            log.warning("ignoring malformed fault interval %r", f)
+            continue
+        if math.isfinite(t0) and math.isfinite(t1) and t1 >= t0:
+            out.append((t0, t1, kind))
+        else:
+            log.warning("ignoring fault interval with bad times %r", f)
+    return out
+
+
+def faults_from_manifest(manifest, run: str) -> list[tuple[float, float, str]]:
+    """The fault intervals of ``run`` from a simulator ``manifest.json`` (path or parsed dict)."""
+    import json
+    doc = manifest if isinstance(manifest, dict) else json.loads(Path(manifest).read_text())
+    runs = doc.get("runs", {}) if isinstance(doc, dict) else {}
+    if run in runs and isinstance(runs[run], dict) and "faults" in runs[run]:
+        return normalize_faults(runs[run]["faults"])
+    return normalize_faults([f for f in doc.get("faults", []) if isinstance(f, dict) and f.get("run") == run])
 
 
 def background_from_mapdir(mapdir) -> MapBackground:
@@ -152,7 +188,7 @@ def evaluate_run(run: RunResult, cfg: EvalConfig | None = None) -> dict:
         out["nees_mean"], out["nees_frac_inside"], out["nees_dof"] = nr.mean, nr.frac_inside, nr.dof
         if nr.n_invalid:
             out["problems"].append(f"NEES: {nr.n_invalid} epochs without a usable covariance")
-    out["intervals"] = M.interval_stats(a.t_s, a.xy_err_m, run.faults)
+    out["intervals"] = M.interval_stats(a.t_s, a.xy_err_m, normalize_faults(run.faults))
     out["engines"] = {}
     for eng, st in (run.engine_stats or {}).items():
         st = st if isinstance(st, dict) else {}
@@ -266,6 +302,7 @@ def write_report(out_dir, runs: list[RunResult], background: MapBackground | Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg or EvalConfig()
+    runs = [dataclasses.replace(r, faults=normalize_faults(r.faults)) for r in runs]
     evals = [evaluate_run(r, cfg) for r in runs]
     figs: dict[str, str] = {}
     if plots:
