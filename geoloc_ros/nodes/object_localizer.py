@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import sys
+import time
 
 import numpy as np
 from nav_msgs.msg import Odometry
@@ -59,10 +60,16 @@ class ObjectLocalizerNode(EngineNode):
         if np.all(np.isfinite(T)) and (not self.odom_hist or t > self.odom_hist[-1][0]):
             self.odom_hist.append((t, T))
 
-    def odom_at(self, t_s: float) -> np.ndarray | None:
-        """T_odom_base at ``t_s`` interpolated from geoloc/local_odometry (None when not covered)."""
+    def odom_at(self, t_s: float, wait_s: float = 0.5) -> np.ndarray | None:
+        """T_odom_base at ``t_s`` interpolated from geoloc/local_odometry; a scan newer than the
+        newest odometry waits up to ``wait_s`` (the filter lags the sensors); None when not covered."""
+        t_end = time.monotonic() + wait_s
+        while (not self.odom_hist or self.odom_hist[-1][0] < t_s) and time.monotonic() < t_end:
+            time.sleep(0.02)
         if len(self.odom_hist) < 2:
             return None
+        if 0.0 <= t_s - self.odom_hist[-1][0] <= 0.05:   # a hair newer: hold the last pose
+            return self.odom_hist[-1][1]
         ts = np.array([h[0] for h in self.odom_hist])
         Ts = np.array([h[1] for h in self.odom_hist])
         Tq, ok = interpolate_poses([t_s], ts, Ts, max_gap_s=1.0)
