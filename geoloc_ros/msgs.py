@@ -23,7 +23,7 @@ import numpy as np
 
 from geoloc_ros.events import (CameraIntrinsics, FixStatus, GnssEvent, ImageEvent, ImuEvent,
                                PoseFixEvent, WheelEvent)
-from geoloc_ros.geometry import quat_to_matrix, matrix_to_quat, xyzquat_to_pose
+from geoloc_ros.geometry import matrix_to_quat, xyzquat_to_pose
 
 __all__ = [
     "DecodeError", "stamp_to_s", "make_typestore", "CUSTOM_TYPES",
@@ -255,12 +255,33 @@ def imu_to_event(msg, acc_scale: float = 1.0, T_base_sensor: np.ndarray | None =
         raise DecodeError("Imu has non-finite angular velocity or acceleration")
     R = np.eye(3) if T_base_sensor is None else np.asarray(T_base_sensor, float)[:3, :3]
     q = None
-    cov = np.asarray(getattr(msg, "orientation_covariance", [0.0]), float).reshape(-1)
+    cov = getattr(msg, "orientation_covariance", None)
     qs = _quat(msg.orientation)
-    if cov.size and cov[0] != -1.0 and np.all(np.isfinite(qs)) and abs(np.linalg.norm(qs) - 1.0) < 1e-3:
-        q = matrix_to_quat(quat_to_matrix(qs) @ R.T)  # R_world_base = R_world_sensor R_sensor_base
+    if (cov is None or len(cov) == 0 or float(cov[0]) != -1.0) and np.all(np.isfinite(qs)) \
+            and abs(np.linalg.norm(qs) - 1.0) < 1e-3:
+        q = _quat_mul(qs, _quat_conj(_quat_of_rotation(R.tobytes())))  # q_world_base = q_ws * q_sb
+        if q[3] < 0:
+            q = -q
     return ImuEvent(t=t + stamp_offset_s, acc_mps2=R @ acc, gyr_rps=R @ gyr, orientation_xyzw=q,
                     frame_id=frame_id)
+
+
+@lru_cache(maxsize=64)
+def _quat_of_rotation(R_bytes: bytes) -> np.ndarray:
+    """Quaternion (x, y, z, w) of a 3x3 rotation given as bytes (cached: one per extrinsic)."""
+    return matrix_to_quat(np.frombuffer(R_bytes, float).reshape(3, 3))
+
+
+def _quat_conj(q: np.ndarray) -> np.ndarray:
+    return np.array([-q[0], -q[1], -q[2], q[3]])
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (x, y, z, w) quaternions."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
 
 
 def _cov_diag(cov, i: int) -> float | None:

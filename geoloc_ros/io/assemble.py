@@ -27,7 +27,7 @@ from geoloc_ros.io.profiles import Profile, TopicSpec
 
 __all__ = ["decode_message", "EventAssembler", "AssemblerStats"]
 
-_SIDE = ("gnss_pvt", "camera_info", "camera_depth", "camera_instance")
+_EYE4 = np.eye(4)
 
 
 @dataclass
@@ -69,7 +69,7 @@ def decode_message(spec: TopicSpec, msg, leap_seconds: float = 18.0):
     if kind == "imu":
         return M.imu_to_event(msg, spec.acc_scale, spec.T_base_sensor, "base_link", off)
     if kind == "wheel":
-        T = None if np.allclose(spec.T_base_sensor, np.eye(4)) else spec.T_base_sensor
+        T = None if np.array_equal(spec.T_base_sensor, _EYE4) else spec.T_base_sensor
         return M.odometry_to_wheel(msg, T, "base_link", stamp_offset_s=off)
     if kind == "gnss":
         return M.navsatfix_to_gnss(msg, spec.status_encoding, off, frame_id=spec.frame_id or None)

@@ -207,7 +207,8 @@ def read_events(bag_path: str | Path, profile: str | Path | Profile, roles: Iter
                    f"of profile '{prof.name}' not in the bag; it has: {', '.join(sorted(by_topic)) or '(no topics)'}")
             if strict or explicit or len(missing) == len(roles):
                 raise BagError(msg)
-            log.warning(msg)
+            optional = {"camera_info", "camera_instance", "camera_depth", "initialpose"}
+            (log.info if all(prof.roles[x].kind in optional for x in missing) else log.warning)(msg)
         topic_role = {}
         for role in asm.needed_roles():
             spec = prof.roles[role]

@@ -120,7 +120,8 @@ class BagWriter:
         Extras: ``T_odom_base`` for a WheelEvent (pose of the Odometry message); ``h_acc_m``,
         ``v_acc_m`` for a GnssEvent (receiver_pvt accuracy; default from its covariance).
         """
-        role = role or _DEFAULT_ROLE.get(type(event))
+        if role is None:  # by event type, subclasses included (the simulator's Sim* events)
+            role = next((_DEFAULT_ROLE[k] for k in type(event).__mro__ if k in _DEFAULT_ROLE), None)
         if role is None:
             raise BagError(f"cannot write a {type(event).__name__}")
         spec = self._spec(role)
