@@ -1,0 +1,168 @@
+"""Segmentation (real KITTI scans, synthetic clouds, RGB-D), camera colouring and tracking."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geoloc_ros.events import CameraIntrinsics, ImageEvent, ScanEvent
+from geoloc_ros.geometry import se3
+from geoloc_ros.objects.config import ObjectsConfig
+from geoloc_ros.objects.descriptor import describe
+from geoloc_ros.objects.segment import LidarSegmenter, RgbdSegmenter, Segment, colour_points, project
+from geoloc_ros.objects.track import ObjectTracker
+
+KITTI = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "kitti_velodyne_patchwork"
+CFG = ObjectsConfig()
+T_BASE_VELO = se3(None, [0.0, 0.0, 1.73])  # KITTI Velodyne height above the road
+# frame-to-frame forward motion measured by ICP (realdata README), frame i -> i+1
+KITTI_DX = [0.668, 0.692, 0.744, 0.742, 0.710]
+
+
+def _kitti(i):
+    f = KITTI / f"{i:06d}.bin"
+    if not f.is_file():
+        pytest.skip(f"KITTI scans missing: {f}")
+    return np.fromfile(f, np.float32).reshape(-1, 4)[:, :3]
+
+
+def _describe(segs):
+    return [describe(s.points) for s in segs]
+
+
+def test_kitti_scan_gives_poles_and_cars_and_passes_filters():
+    segs = LidarSegmenter(CFG).segment(ScanEvent(0.0, _kitti(0), T_base_sensor=T_BASE_VELO))
+    D = _describe(segs)
+    assert 20 <= len(D) <= 200
+    ext = np.array([d["extents"] for d in D])
+    for s in segs:
+        e = s.points.max(0) - s.points.min(0)
+        assert e.max() >= CFG.min_extent_m and e.max() <= CFG.max_extent_m and e[2] >= CFG.min_height_m
+    poles = (ext[:, 0] < 0.6) & (ext[:, 2] > 1.5)
+    cars = (ext[:, 0] > 3.3) & (ext[:, 0] < 5.5) & (ext[:, 2] > 1.0) & (ext[:, 2] < 2.8)
+    assert poles.sum() >= 1 and cars.sum() >= 4
+    # no ground left: segments start above the road, not a road-sized blob
+    assert all(d["extents"][0] < CFG.max_extent_m for d in D)
+
+
+def test_kitti_tracking_follows_objects_across_frames():
+    tr = ObjectTracker(CFG)
+    seg = LidarSegmenter(CFG)
+    x = 0.0
+    for i in range(3):
+        segs = seg.segment(ScanEvent(float(i), _kitti(i), T_base_sensor=T_BASE_VELO))
+        for s in segs:  # into the first frame (odom) with the ICP motion
+            s.points = s.points + [x, 0.0, 0.0]
+        tr.update(segs, float(i))
+        x += KITTI_DX[i]
+    conf = tr.confirmed()
+    assert len(conf) >= 15  # static objects are seen again
+    assert max(t.sightings for t in conf) >= 3
+    D = tr.objects()
+    assert len(D) == len(conf) and np.all(D.valid_mask())
+
+
+def _synthetic_cloud(rng):
+    pts = []
+    g = np.mgrid[-15:15:0.1, -15:15:0.1].reshape(2, -1).T
+    pts.append(np.column_stack([g, rng.normal(0, 0.01, len(g))]))  # ground
+    centres = [(5.0, 3.0), (-4.0, 6.0), (8.0, -5.0)]
+    for cx, cy in centres:  # poles r = 0.15 m, 4 m tall
+        th = rng.uniform(0, 2 * np.pi, 1500)
+        z = rng.uniform(0, 4, 1500)
+        pts.append(np.column_stack([cx + 0.15 * np.cos(th), cy + 0.15 * np.sin(th), z]))
+    w = np.mgrid[-10:10:0.05, 0:3:0.05].reshape(2, -1).T  # a 20 m wall at y = -12
+    pts.append(np.column_stack([w[:, 0], np.full(len(w), -12.0), w[:, 1]]))
+    pts.append(np.array([[1.0, 1.0, 0.3]]))  # a lone outlier
+    return np.concatenate(pts), centres
+
+
+def test_synthetic_cloud_segments_poles_drops_ground_and_wall():
+    rng = np.random.default_rng(0)
+    P, centres = _synthetic_cloud(rng)
+    segs = LidarSegmenter(CFG).segment(ScanEvent(0.0, P))
+    C = np.array([describe(s.points)["centroid"] for s in segs])
+    assert len(segs) == 3
+    for cx, cy in centres:
+        assert np.min(np.linalg.norm(C[:, :2] - [cx, cy], axis=1)) < 0.2
+
+
+def test_bad_scans_give_no_segments():
+    seg = LidarSegmenter(CFG)
+    assert seg.segment(ScanEvent(0.0, np.zeros((0, 3)))) == []
+    assert seg.segment(ScanEvent(0.0, np.full((100, 3), np.nan))) == []
+    P, _ = _synthetic_cloud(np.random.default_rng(1))
+    P[::7] = np.nan
+    assert len(seg.segment(ScanEvent(0.0, P))) == 3
+
+
+def _camera():
+    K = CameraIntrinsics(64, 48, 40.0, 40.0, 32.0, 24.0)
+    # optical frame (x right, y down, z forward) -> base (x forward, y left, z up)
+    R = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)
+    return K, se3(R, [0.0, 0.0, 1.0])
+
+
+def _rgbd_scene():
+    K, T = _camera()
+    depth = np.full((48, 64), 0.0, np.float32)
+    inst = np.zeros((48, 64), np.int32)
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    depth[5:40, 8:24] = 4.0      # object 1, red, 4 m ahead, left of centre
+    inst[5:40, 8:24] = 7
+    rgb[5:40, 8:24] = (200, 30, 30)
+    depth[10:45, 40:58] = 6.0    # object 2, blue, 6 m
+    inst[10:45, 40:58] = 9
+    rgb[10:45, 40:58] = (30, 30, 200)
+    depth[:, :][depth == 0] = 9.0  # background beyond max depth
+    rgb[depth == 9.0] = (90, 90, 90)
+    return ImageEvent(0.0, rgb, depth, inst, K, "camera", T)
+
+
+def _check_two_objects(segs):
+    assert len(segs) == 2
+    D = sorted((describe(s.points, s.colors) for s in segs), key=lambda d: d["centroid"][0])
+    assert D[0]["centroid"][0] == pytest.approx(4.0, abs=0.1) and D[0]["centroid"][1] > 0  # left
+    assert D[1]["centroid"][0] == pytest.approx(6.0, abs=0.1) and D[1]["centroid"][1] < 0  # right
+    assert not np.allclose(D[0]["appearance"], D[1]["appearance"])
+
+
+def test_rgbd_instance_masks_back_project():
+    _check_two_objects(RgbdSegmenter(CFG).segment(_rgbd_scene()))
+
+
+def test_rgbd_region_growing_without_instance_image():
+    img = _rgbd_scene()
+    img.instance = None
+    cfg = ObjectsConfig(min_mask_px=40)
+    _check_two_objects(RgbdSegmenter(cfg).segment(img))
+
+
+def test_projection_pinhole_and_fisheye():
+    K, T = _camera()
+    uv, ok = project(np.array([[0.0, 0.0, 5.0], [1.0, 0.0, 4.0], [0.0, 0.0, -1.0]]), K)
+    assert ok.tolist() == [True, True, False]
+    assert np.allclose(uv[0], [32, 24]) and np.allclose(uv[1], [42, 24])
+    F = CameraIntrinsics(200, 200, 20.0, 20.0, 100.0, 100.0, model="equidistant", D=np.zeros(4))
+    uv, ok = project(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, -0.05]]), F)  # 45 deg, and 93 deg off axis
+    assert ok.all()
+    assert np.allclose(uv[0], [100 + 20 * np.pi / 4, 100])
+    assert np.allclose(uv[1], [100, 100 + 20 * (np.pi / 2 + np.arctan(0.05))])
+    img = _rgbd_scene()
+    c = colour_points(np.array([[4.0, 1.0, 1.0], [-3.0, 0.0, 1.0]]), img)  # in front / behind
+    assert np.allclose(c[0], (200, 30, 30)) and np.all(np.isnan(c[1]))
+
+
+def test_tracker_merges_duplicates_and_needs_two_sightings():
+    cfg = ObjectsConfig()
+    tr = ObjectTracker(cfg)
+    rng = np.random.default_rng(0)
+    pole = lambda: np.column_stack([rng.normal(0, 0.1, (200, 2)), rng.uniform(0, 3, 200)])
+    tr.update([Segment(pole() + [5, 0, 0])], 0.0)
+    assert len(tr.confirmed()) == 0
+    tr.update([Segment(pole() + [5.05, 0, 0]), Segment(pole() + [-5, 0, 0])], 0.1)
+    assert len(tr.confirmed()) == 1 and len(tr.tracks) == 2
+    # a duplicate track of the first pole (e.g. from a split cluster) is merged into it
+    tr.tracks[99] = tr.tracks[0].__class__(99, tr.tracks[0].points.copy(), tr.tracks[0].colors.copy(),
+                                           tr.tracks[0].keys.copy(), tr.tracks[0].keys.copy(), 1)
+    tr._set_geometry(tr.tracks[99])
+    assert tr.merge_duplicates() == 1 and len(tr.tracks) == 2
