@@ -145,5 +145,7 @@ def test_faults_from_the_simulator_manifest(tmp_path):
     assert normalize_faults([(1, 2), ("x", 2, "bad"), (5, 4, "backwards")]) == [(1.0, 2.0, "fault")]
     r = _run()
     r.faults = man["runs"]["loc_reverse"]["faults"]
+    r.modes = np.where(r.est_t < 1010.0, "not_localized", "localized")
     text = write_report(tmp_path / "rep", [r], plots=False).read_text()
     assert "gnss multipath" in text and "20.0–30.0" in text
+    assert "not_localized 17%" in text and "localized 83%" in text

@@ -155,6 +155,29 @@ def _shade_faults(ax, faults, t0: float):
         ax.axvspan(f[0] - t0, f[1] - t0, color=cols[str(f[2]) if len(f) > 2 else "fault"], alpha=0.22, lw=0, zorder=0)
 
 
+_MODE_COLORS = {"localized": "#2ca02c", "dead_reckoning": "#ff7f0e", "not_localized": "#7f7f7f"}
+
+
+def _mode_strip(ax, t: np.ndarray, modes) -> list:
+    """A thin band along the top of ``ax`` coloured by the filter mode of each epoch; returns legend patches."""
+    from matplotlib.transforms import blended_transform_factory
+    modes = np.asarray(modes).astype(str)
+    if len(modes) != len(t) or len(t) < 2:
+        return []
+    tr = blended_transform_factory(ax.transData, ax.transAxes)
+    change = np.flatnonzero(modes[1:] != modes[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(t) - 1]])
+    seen = []
+    for i0, i1 in zip(starts, ends):
+        m = modes[i0]
+        ax.add_patch(plt.Rectangle((t[i0], 0.96), max(t[i1] - t[i0], 1e-6), 0.04, transform=tr,
+                                   color=_MODE_COLORS.get(m, "#17becf"), lw=0, clip_on=False, zorder=5))
+        if m not in seen:
+            seen.append(m)
+    return [Patch(color=_MODE_COLORS.get(m, "#17becf"), label=f"mode: {m}") for m in seen]
+
+
 def _robust_lim(*arrays, floor: float) -> float:
     v = np.concatenate([np.abs(np.asarray(a, float)).ravel() for a in arrays if a is not None and np.size(a)] or [[0.0]])
     v = v[np.isfinite(v)]
@@ -201,6 +224,8 @@ def plot_errors(path, run, ev: dict, cfg=None) -> bool:
         ax.plot(t, a.xy_err_m, "-", color="#d62728", lw=1.1, label="horizontal error")
         ax.axhline(cfg.success_max_m, color="#2ca02c", ls="--", lw=1.0, label=f"success threshold {cfg.success_max_m:g} m")
         ax.set_ylim(0, _robust_lim(a.xy_err_m, floor=cfg.success_max_m * 1.5))
+        mode_patches = _mode_strip(ax, t, np.asarray(run.modes)[a.idx_est]) \
+            if run.modes is not None and len(run.modes) == len(run.est_t) else []
         ax.set_ylabel("horizontal error [m]")
         ax.set_xlabel(f"time [s] since {t0:.2f}")
         handles, labels = axs[0].get_legend_handles_labels()
@@ -209,7 +234,10 @@ def plot_errors(path, run, ev: dict, cfg=None) -> bool:
         labels += [lb for lb in l3 if lb not in labels]
         handles += [Patch(color=c, alpha=0.35, label=f"fault: {k}") for k, c in fault_colors(faults).items()]
         labels += [f"fault: {k}" for k in fault_colors(faults)]
-        fig.tight_layout(rect=(0, 0, 1, 0.93))
+        handles += mode_patches
+        labels += [p.get_label() for p in mode_patches]
+        rows = math.ceil(len(labels) / 4)
+        fig.tight_layout(rect=(0, 0, 1, 0.955 - 0.022 * rows))
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, 0.965))
         sub = []
         if "ate_trans_rmse_m" in ev:

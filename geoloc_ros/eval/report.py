@@ -207,6 +207,9 @@ def evaluate_run(run: RunResult, cfg: EvalConfig | None = None) -> dict:
         row["correct"] = int(ok.sum())
         row["scored"] = int(len(exy))
         row["fix_xy_median_m"] = float(np.nanmedian(exy)) if np.isfinite(exy).any() else float("nan")
+    if run.modes is not None and len(run.modes) == len(est) and len(est):
+        m = np.asarray(run.modes).astype(str)
+        out["mode_fractions"] = {k: float(np.mean(m == k)) for k in dict.fromkeys(m.tolist())}
     out["latency_ms"] = _latencies(run)
     return out
 
@@ -247,6 +250,10 @@ def _markdown(title: str, evals: list[dict], figs: dict, cfg: EvalConfig, notes:
     L += _table(["run", "estimates", "coverage", "ATE rmse [m]", "ATE median [m]", "ATE max [m]",
                  "yaw rmse [deg]", "SE(3)-aligned ATE rmse [m]", f"RPE {cfg.rpe_delta_m:g} m rmse [m]",
                  "success (epochs)", "NEES mean", "NEES in bound"], rows)
+    modes = [f"- {e['name']}: " + ", ".join(f"{k} {v:.0%}" for k, v in e["mode_fractions"].items())
+             for e in evals if e.get("mode_fractions")]
+    if modes:
+        L += ["Share of estimates per filter mode:", ""] + modes + [""]
     iv_rows = []
     for e in evals:
         for r in e.get("intervals", []):
