@@ -206,3 +206,16 @@ def test_interval_stats_and_fix_errors():
     exy, eyaw = M.fix_errors([0.5 * (tr[10] + tr[11]), tr[-1] + 5.0], np.stack([mid, mid]), tr, Tr)
     assert exy[0] < 1e-9 and abs(eyaw[0]) < 1e-9
     assert np.isnan(exy[1])  # after the end of the reference: not scored
+
+
+def test_nonfinite_poses_are_left_out_and_counted():
+    t, T = _loop()
+    est = T.copy()
+    est[:, :3, 3] += [3.0, 4.0, 0.0]
+    est[[5, 50]] = np.nan
+    a = M.ate((t, est), (t, T), align="se3")
+    assert a.n_nonfinite == 2 and a.n == len(t) - 2 and a.trans.rmse < 1e-9
+    assert M.ate((t, est), (t, T)).trans.rmse == pytest.approx(5.0)
+    assert np.isfinite(M.rpe((t, est), (t, T), 1).trans.rmse)
+    with pytest.raises(M.MetricsError, match="not finite"):
+        M.ate((t, np.full_like(T, np.nan)), (t, T))

@@ -76,9 +76,14 @@ def test_report_survives_bad_runs(tmp_path):
     empty = RunResult("empty", np.zeros(0), np.zeros((0, 4, 4)), good.gt_t, good.gt_T)
     disjoint = RunResult("late", good.est_t + 1e4, good.est_T, good.gt_t, good.gt_T)
     broken = RunResult("broken", good.est_t, good.est_T[:-3], good.gt_t, good.gt_T)
-    path = write_report(tmp_path, [good, empty, disjoint, broken])
+    shapeless = RunResult("shapeless", good.est_t, np.zeros((len(good.est_t), 3, 3)), good.gt_t, good.gt_T)
+    nan_T = good.est_T.copy()
+    nan_T[::7] = np.nan
+    holes = RunResult("holes", good.est_t, nan_T, good.gt_t, good.gt_T)
+    path = write_report(tmp_path, [good, empty, disjoint, broken, shapeless, holes])
     text = path.read_text()
     assert "## Problems" in text and "no estimate within 10 ms" in text and "stamps but" in text
+    assert "shapeless: unusable trajectory" in text and "NaN/inf poses left out" in text
     assert (tmp_path / "fig_traj_loc_reverse.png").stat().st_size > 10_000
 
 

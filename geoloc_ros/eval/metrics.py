@@ -107,6 +107,7 @@ class AteResult:
     align: Alignment
     T_align: np.ndarray          # (4, 4) applied to the estimate (identity for NONE)
     scale: float
+    n_nonfinite: int = 0         # matched pairs dropped because a pose was NaN/inf
     trans: ErrorStats = field(init=False)
     rot: ErrorStats = field(init=False)
     xy: ErrorStats = field(init=False)
@@ -236,6 +237,13 @@ def _inv(T: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- ATE / RPE
+def _match(est: Trajectory, ref: Trajectory, max_dt_s: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Associated indices with the pairs holding a non-finite pose dropped (and their count)."""
+    ie, ir = associate(est.t_s, ref.t_s, max_dt_s)
+    ok = np.isfinite(est.T[ie]).all(axis=(1, 2)) & np.isfinite(ref.T[ir]).all(axis=(1, 2))
+    return ie[ok], ir[ok], int((~ok).sum())
+
+
 def ate(est, ref, align: Alignment = Alignment.NONE, max_dt_s: float = DEFAULT_MAX_DT_S) -> AteResult:
     """Absolute trajectory error of ``est`` against ``ref`` (Trajectory or ``(t_s, T)``).
 
@@ -244,11 +252,12 @@ def ate(est, ref, align: Alignment = Alignment.NONE, max_dt_s: float = DEFAULT_M
     """
     est, ref = _as_traj(est, "estimate"), _as_traj(ref, "reference")
     mode = Alignment(align)
-    ie, ir = associate(est.t_s, ref.t_s, max_dt_s)
+    ie, ir, bad = _match(est, ref, max_dt_s)
     if ie.size == 0:
         span = lambda t: f"[{t.min():.3f}, {t.max():.3f}]" if len(t) else "[empty]"  # noqa: E731
         raise MetricsError(f"no estimate within {max_dt_s * 1e3:.0f} ms of a reference stamp "
-                           f"(estimate {span(est.t_s)} s, reference {span(ref.t_s)} s)")
+                           f"(estimate {span(est.t_s)} s, reference {span(ref.t_s)} s)"
+                           + (f"; {bad} matched poses are not finite" if bad else ""))
     Te, Tr = est.T[ie], ref.T[ir]
     T_al, s = _align_fn(Te, Tr, mode)
     Te = _apply_alignment(Te, T_al, s)
@@ -256,7 +265,8 @@ def ate(est, ref, align: Alignment = Alignment.NONE, max_dt_s: float = DEFAULT_M
     dR = np.swapaxes(Tr[:, :3, :3], 1, 2) @ Te[:, :3, :3]
     return AteResult(t_s=est.t_s[ie], idx_est=ie, idx_ref=ir, trans_err_m=np.linalg.norm(e6[:, :3], axis=1),
                      rot_err_rad=_rot_angle(dR), xy_err_m=np.linalg.norm(e6[:, :2], axis=1),
-                     yaw_err_rad=wrap_angle(yaw_batch(Te) - yaw_batch(Tr)), err6=e6, align=mode, T_align=T_al, scale=s)
+                     yaw_err_rad=wrap_angle(yaw_batch(Te) - yaw_batch(Tr)), err6=e6, align=mode, T_align=T_al, scale=s,
+                     n_nonfinite=bad)
 
 
 _align_fn = align  # ate() has a parameter named ``align``
@@ -284,7 +294,7 @@ def rpe(est, ref, delta: float = 1.0, unit: DeltaUnit = DeltaUnit.FRAMES, all_pa
     ``pairs_from_reference``); no alignment is needed (RPE is frame-invariant)."""
     est, ref = _as_traj(est, "estimate"), _as_traj(ref, "reference")
     unit = DeltaUnit(unit)
-    ie, ir = associate(est.t_s, ref.t_s, max_dt_s)
+    ie, ir, _ = _match(est, ref, max_dt_s)
     if ie.size < 2:
         raise MetricsError(f"RPE needs >= 2 matched poses, got {ie.size}")
     P, Q = est.T[ie], ref.T[ir]

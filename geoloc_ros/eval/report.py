@@ -154,8 +154,8 @@ def evaluate_run(run: RunResult, cfg: EvalConfig | None = None) -> dict:
     try:
         est = M.Trajectory(run.est_t, run.est_T, run.est_cov, name=run.name)
         gt = M.Trajectory(run.gt_t, run.gt_T, name="ground truth")
-    except M.MetricsError as e:
-        out["problems"].append(str(e))
+    except (M.MetricsError, ValueError, TypeError) as e:
+        out["problems"].append(f"unusable trajectory: {e}")
         return out
     out["n_est"], out["n_gt"] = len(est), len(gt)
     out["duration_s"] = float(gt.t_s.max() - gt.t_s.min()) if len(gt) else float("nan")
@@ -167,6 +167,8 @@ def evaluate_run(run: RunResult, cfg: EvalConfig | None = None) -> dict:
         out["problems"].append(f"ATE: {e}")
         return out
     out["ate"] = a
+    if a.n_nonfinite:
+        out["problems"].append(f"{a.n_nonfinite} estimates with NaN/inf poses left out of the metrics")
     out.update({f"ate_{k}": v for k, v in a.summary().items()})
     out["success_epochs"] = M.success_rate(a.xy_err_m, a.yaw_err_rad, cfg.success_max_m, max_rad)
     try:
