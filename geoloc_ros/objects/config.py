@@ -28,9 +28,12 @@ class ObjectsConfig:
     max_rms_m: float = param(1.0, "largest RMS centroid residual of an accepted fix", "m")
     min_margin: float = param(1.5, "the best map submap must have this many times the associations of the best disagreeing one")
     disagree_m: float = param(3.0, "two fixes further apart than this disagree", "m")
+    # --- which frames are segmented ------------------------------------------------------------
+    frame_min_travel_m: float = param(1.0, "a scan/RGB-D frame is segmented only after this much travel since the last one", "m")
+    frame_min_yaw_rad: float = param(0.3, "... or this much rotation", "rad")
     # --- segmentation (LiDAR) ------------------------------------------------------------------
     voxel_m: float = param(0.05, "voxel size of the down-sampled cloud", "m")
-    max_range_m: float = param(40.0, "LiDAR points further than this are ignored", "m")
+    max_range_m: float = param(30.0, "LiDAR points further than this are ignored", "m")
     ground_dist_m: float = param(0.2, "points within this of the fitted ground plane are ground", "m")
     ground_cell_m: float = param(2.0, "cell size of the local ground height grid", "m")
     cluster_eps_m: float = param(0.5, "DBSCAN neighbourhood radius", "m")

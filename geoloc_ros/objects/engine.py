@@ -29,7 +29,7 @@ from geoloc_ros.objects.config import ObjectsConfig
 from geoloc_ros.objects.map import ObjectMap
 from geoloc_ros.objects.register import cov4_to_cov6, transfer_cov4
 from geoloc_ros.objects.segment import LidarSegmenter, RgbdSegmenter
-from geoloc_ros.objects.submap import Submap, TravelTrigger, make_submap
+from geoloc_ros.objects.submap import FrameGate, Submap, TravelTrigger, make_submap
 from geoloc_ros.objects.track import ObjectTracker
 
 __all__ = ["ObjectLocalizer", "match_submap"]
@@ -110,6 +110,8 @@ class ObjectLocalizer:
     def reset(self) -> None:
         self.tracker = ObjectTracker(self.cfg)
         self.trigger = TravelTrigger(self.cfg.submap_spacing_m)
+        self.gate_lidar = FrameGate(self.cfg.frame_min_travel_m, self.cfg.frame_min_yaw_rad)
+        self.gate_rgbd = FrameGate(self.cfg.frame_min_travel_m, self.cfg.frame_min_yaw_rad)
         self._pending = False
         self._pose: np.ndarray | None = None
         self._t = -np.inf
@@ -133,22 +135,27 @@ class ObjectLocalizer:
             return None
         return T
 
+    def _move(self, t: float, T: np.ndarray) -> None:
+        self._pose, self._t = T, t
+        if self.trigger.update(T[:3, 3]):
+            self._pending = True
+
     def _ingest(self, t: float, T: np.ndarray, segs) -> None:
         for s in segs:
             s.points = transform_points(T, s.points)
         self.tracker.update(segs, t)
         self.tracker.retire(T[:3, 3], 2.0 * self.cfg.submap_radius_m)
-        self._pose, self._t = T, t
-        if self.trigger.update(T[:3, 3]):
-            self._pending = True
 
     def add_scan(self, scan: ScanEvent, T_odom_base) -> None:
-        """Segment a LiDAR scan (coloured from the latest camera frame within 0.2 s)."""
+        """Segment a LiDAR scan (coloured from the latest camera frame within 0.2 s) when the
+        robot moved enough since the last segmented frame."""
         T = self._accept_pose(scan.t, T_odom_base)
         if T is None:
             return
-        img = self._image if self._image is not None and abs(self._image.t - scan.t) < 0.2 else None
-        self._ingest(scan.t, T, self.lidar.segment(scan, img))
+        if self.gate_lidar(T):
+            img = self._image if self._image is not None and abs(self._image.t - scan.t) < 0.2 else None
+            self._ingest(scan.t, T, self.lidar.segment(scan, img))
+        self._move(scan.t, T)
 
     def add_image(self, img: ImageEvent, T_odom_base) -> None:
         """Keep a camera frame for colouring; segment it when it has depth (RGB-D)."""
@@ -156,8 +163,9 @@ class ObjectLocalizer:
         if T is None:
             return
         self._image = img
-        if img.depth_m is not None:
+        if img.depth_m is not None and self.gate_rgbd(T):
             self._ingest(img.t, T, self.rgbd.segment(img))
+        self._move(img.t, T)
 
     def current_submap(self) -> Submap | None:
         if self._pose is None:
@@ -181,3 +189,8 @@ class ObjectLocalizer:
     def force_submap(self) -> None:
         """Make the next :meth:`step` align a submap now (e.g. on a global-localization request)."""
         self._pending = self._pose is not None
+
+    def global_localize(self) -> Candidate | None:
+        """Align the current submap now (None before the first pose)."""
+        self.force_submap()
+        return self.step()

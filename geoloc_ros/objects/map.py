@@ -19,7 +19,7 @@ from geoloc_ros.maps.mapdir import MapDir, MapError
 from geoloc_ros.objects.config import ObjectsConfig
 from geoloc_ros.objects.descriptor import Descriptors
 from geoloc_ros.objects.segment import LidarSegmenter, RgbdSegmenter, Segment
-from geoloc_ros.objects.submap import Submap, TravelTrigger, make_submap
+from geoloc_ros.objects.submap import FrameGate, Submap, TravelTrigger, make_submap
 from geoloc_ros.objects.track import ObjectTracker
 
 __all__ = ["ObjectMap", "ObjectMapBuilder", "OBJECT_MAP_VERSION"]
@@ -91,6 +91,8 @@ class ObjectMapBuilder:
         self.lidar = LidarSegmenter(self.cfg)
         self.rgbd = RgbdSegmenter(self.cfg)
         self.trigger = TravelTrigger(self.cfg.submap_spacing_m)
+        self.gate_lidar = FrameGate(self.cfg.frame_min_travel_m, self.cfg.frame_min_yaw_rad)
+        self.gate_rgbd = FrameGate(self.cfg.frame_min_travel_m, self.cfg.frame_min_yaw_rad)
         self.centres: list[np.ndarray] = []
         self.retired = []
         self._image: ImageEvent | None = None
@@ -100,14 +102,16 @@ class ObjectMapBuilder:
         T = np.asarray(T, float)
         return T if T.shape == (4, 4) and np.all(np.isfinite(T)) else None
 
+    def _move(self, T: np.ndarray) -> None:
+        """Lay a submap centre at the first pose and every ``submap_spacing_m`` of travel."""
+        fired = self.trigger.update(T[:3, 3])
+        if fired or not self.centres:
+            self.centres.append(yaw_only(T))
+
     def _after(self, t: float, T: np.ndarray, segs: list[Segment]) -> None:
         for s in segs:
             s.points = transform_points(T, s.points)
         self.tracker.update(segs, t)
-        if not self.centres or self.trigger.update(T[:3, 3]):
-            if not self.centres:
-                self.trigger.update(T[:3, 3])
-            self.centres.append(yaw_only(T))
         self.retired += self.tracker.retire(T[:3, 3], 3.0 * self.cfg.submap_radius_m)
         self.n_frames += 1
 
@@ -115,25 +119,26 @@ class ObjectMapBuilder:
         T = self._pose(T_map_base)
         if T is None:
             return
-        img = self._image if self._image is not None and abs(self._image.t - scan.t) < 0.2 else None
-        self._after(scan.t, T, self.lidar.segment(scan, img))
+        if self.gate_lidar(T):
+            img = self._image if self._image is not None and abs(self._image.t - scan.t) < 0.2 else None
+            self._after(scan.t, T, self.lidar.segment(scan, img))
+        self._move(T)
 
     def add_image(self, img: ImageEvent, T_map_base) -> None:
         T = self._pose(T_map_base)
         if T is None:
             return
-        if img.rgb is not None and img.depth_m is None:
-            self._image = img  # colour for LiDAR segments only
-            return
-        self._image = img
-        self._after(img.t, T, self.rgbd.segment(img))
+        self._image = img  # colour for LiDAR segments
+        if img.depth_m is not None and self.gate_rgbd(T):
+            self._after(img.t, T, self.rgbd.segment(img))
+        self._move(T)
 
     def add_objects(self, objects_map: Descriptors, T_map_base) -> None:
         """Objects already described in the map frame (e.g. from a simulator's object list)."""
         self._extra = Descriptors.concat([getattr(self, "_extra", Descriptors.empty()), objects_map])
         T = self._pose(T_map_base)
-        if T is not None and (not self.centres or self.trigger.update(T[:3, 3])):
-            self.centres.append(yaw_only(T))
+        if T is not None:
+            self._move(T)
 
     def finish(self, meta: dict | None = None) -> ObjectMap:
         trs = [t for t in self.retired + list(self.tracker.tracks.values())

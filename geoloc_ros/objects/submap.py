@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from geoloc_ros.geometry import se3_inverse, yaw_only
+from geoloc_ros.geometry import se3_inverse, wrap_angle, yaw_of, yaw_only
 from geoloc_ros.objects.descriptor import Descriptors
 
-__all__ = ["Submap", "make_submap", "TravelTrigger"]
+__all__ = ["Submap", "make_submap", "TravelTrigger", "FrameGate"]
 
 
 @dataclass
@@ -69,3 +69,24 @@ class TravelTrigger:
             self.travel_m = 0.0
             return True
         return False
+
+
+class FrameGate:
+    """Passes a pose when it moved ``min_travel_m`` or turned ``min_yaw_rad`` since the last
+    passed one (segmenting every 10 Hz sweep is neither needed nor affordable)."""
+
+    def __init__(self, min_travel_m: float, min_yaw_rad: float):
+        self.min_travel_m, self.min_yaw_rad = float(min_travel_m), float(min_yaw_rad)
+        self._last: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._last = None
+
+    def __call__(self, T: np.ndarray) -> bool:
+        if self._last is not None:
+            moved = np.linalg.norm(T[:3, 3] - self._last[:3, 3])
+            turned = abs(float(wrap_angle(yaw_of(T) - yaw_of(self._last))))
+            if moved < self.min_travel_m and turned < self.min_yaw_rad:
+                return False
+        self._last = np.array(T, float)
+        return True
