@@ -49,12 +49,12 @@ class DecodeError(ValueError):
 # ---- typestore with the bundled custom types ---------------------------------------------------
 # (message type name -> bundled .msg file); livox_ros_driver2 uses the livox_ros_driver text
 CUSTOM_TYPES = {
-    "livox_ros_driver/msg/CustomPoint": "livox_ros_driver/CustomPoint.msg",
-    "livox_ros_driver/msg/CustomMsg": "livox_ros_driver/CustomMsg.msg",
-    "livox_ros_driver2/msg/CustomPoint": "livox_ros_driver/CustomPoint.msg",
-    "livox_ros_driver2/msg/CustomMsg": "livox_ros_driver/CustomMsg.msg",
-    "gnss_comm/msg/GnssTimeMsg": "gnss_comm/GnssTimeMsg.msg",
-    "gnss_comm/msg/GnssPVTSolnMsg": "gnss_comm/GnssPVTSolnMsg.msg",
+    "livox_ros_driver/msg/CustomPoint": "CustomPoint.msg",
+    "livox_ros_driver/msg/CustomMsg": "CustomMsg.msg",
+    "livox_ros_driver2/msg/CustomPoint": "CustomPoint.msg",
+    "livox_ros_driver2/msg/CustomMsg": "CustomMsg.msg",
+    "gnss_comm/msg/GnssTimeMsg": "GnssTimeMsg.msg",
+    "gnss_comm/msg/GnssPVTSolnMsg": "GnssPVTSolnMsg.msg",
 }
 
 

@@ -241,6 +241,6 @@ def test_wrong_or_unknown_message_type(tmp_path):
     db.execute("DELETE FROM message_definitions")
     db.commit()
     db.close()
-    assert list_topics(bag)["/weird"].msgtype == "foo_msgs/msg/Bar"
+    assert [(i.topic, i.msgtype, i.count) for i in list_topics(bag)] == [("/weird", "foo_msgs/msg/Bar", 1)]
     with pytest.raises(BagError, match="/weird has message type foo_msgs/msg/Bar, which is unknown"):
         list(read_messages(bag))

@@ -36,6 +36,7 @@ class BagError(RuntimeError):
 class TopicInfo:
     msgtype: str
     count: int
+    topic: str = ""
 
 
 @dataclass
@@ -114,16 +115,17 @@ def bag_info(path: str | Path) -> BagInfo:
     with open_bag(path) as r:
         topics: dict[str, TopicInfo] = {}
         for c in r.connections:
-            ti = topics.setdefault(c.topic, TopicInfo(c.msgtype, 0))
+            ti = topics.setdefault(c.topic, TopicInfo(c.msgtype, 0, c.topic))
             ti.count += int(c.msgcount)
         return BagInfo(path=Path(path), ros_version=1 if Path(path).suffix == ".bag" else 2,
                        start_s=r.start_time * 1e-9, end_s=r.end_time * 1e-9,
                        message_count=int(r.message_count), topics=topics)
 
 
-def list_topics(path: str | Path) -> dict[str, TopicInfo]:
-    """Topic -> :class:`TopicInfo` (message type, count)."""
-    return bag_info(path).topics
+def list_topics(path: str | Path) -> list[TopicInfo]:
+    """:class:`TopicInfo` (``topic``, ``msgtype``, ``count``) per topic, sorted by name
+    (``bag_info(path).topics`` is the same as a dict keyed by topic)."""
+    return [ti for _, ti in sorted(bag_info(path).topics.items())]
 
 
 def _select(reader, path, topics: Iterable[str] | None):
