@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoloc_ros.events import (CameraIntrinsics, FixStatus, GnssEvent, ImageEvent, ImuEvent,
-                               PoseFixEvent, WheelEvent)
+from geoloc_ros.events import CameraIntrinsics, FixStatus, GnssEvent, ImuEvent, PoseFixEvent, WheelEvent
 from geoloc_ros.geometry import matrix_to_quat, xyzquat_to_pose
 
 __all__ = [
@@ -30,7 +29,7 @@ __all__ = [
     "pointcloud2_to_numpy", "livox_custom_to_numpy", "imu_to_event", "odometry_to_wheel",
     "navsatfix_to_gnss", "ublox_fix_status", "gnss_pvt_to_dict", "gps_week_tow_to_unix",
     "compressed_image_to_numpy", "compressed_depth_to_numpy", "image_to_numpy",
-    "camera_info_to_intrinsics", "pose_with_cov_to_fix", "GPS_UNIX_OFFSET_S",
+    "camera_info_to_intrinsics", "depth_image_to_m", "pose_with_cov_to_fix", "GPS_UNIX_OFFSET_S",
 ]
 
 MSG_DIR = Path(__file__).resolve().parent / "msg"
@@ -489,14 +488,6 @@ def depth_image_to_m(msg, depth_scale_m: float = 0.001) -> np.ndarray:
     d = a.astype(np.float32) * (np.float32(depth_scale_m) if np.issubdtype(a.dtype, np.integer) else 1.0)
     d[~np.isfinite(d)] = 0.0
     return d
-
-
-def image_event(t: float, rgb=None, depth_m=None, instance=None, intrinsics=None,
-                frame_id: str = "camera", T_base_sensor=None) -> ImageEvent:
-    """Convenience constructor used by the bag reader and nodes."""
-    return ImageEvent(t=t, rgb=rgb, depth_m=depth_m, instance=instance, intrinsics=intrinsics,
-                      frame_id=frame_id,
-                      T_base_sensor=np.eye(4) if T_base_sensor is None else np.asarray(T_base_sensor, float))
 
 
 def __getattr__(name):  # encoders are re-exported lazily from geoloc_ros.io.encoders

@@ -156,6 +156,9 @@ def test_read_window_and_roles(tmp_path):
     sub = list(read_events(path, "m3dgr", roles=["imu"], start_s=T0 + 0.2, end_s=T0 + 0.4))
     assert sub and all(isinstance(e, ImuEvent) and T0 + 0.2 <= e.t < T0 + 0.4 for e in sub)
     assert len(sub) == 40
+    cams = list(read_events(path, "m3dgr", roles=["camera_rgb"]))
+    assert len(cams) == 6 and all(c.depth_m is not None and c.instance is not None for c in cams)
+    assert cams[0].intrinsics.fx == pytest.approx(607.80)
 
 
 def test_bad_messages_are_skipped_with_reason(tmp_path):

@@ -135,8 +135,8 @@ class EventAssembler:
             s = self.profile.roles[r]
             if s.covariance_from and s.covariance_from not in need:
                 need.append(s.covariance_from)
-        if "camera_rgb" in self.roles:
-            for side in ("camera_info",):
+        if "camera_rgb" in self.roles:  # colour frames carry their depth/instance images
+            for side in ("camera_info", "camera_depth", "camera_instance"):
                 if side in self.profile.roles and side not in need:
                     need.append(side)
         return need

@@ -28,7 +28,7 @@ Frames follow REP-103/105: ``T_base_sensor`` maps sensor-frame points into ``bas
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -336,7 +336,3 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ProfileError(f"{p}: not valid YAML ({e})") from None
     return profile_from_dict(doc, str(p))
-
-
-def spec_fields() -> list[str]:  # for documentation / CLI help
-    return [f.name for f in fields(TopicSpec)]
