@@ -9,7 +9,9 @@ from geoloc_ros.geometry import se3
 from geoloc_ros.objects.config import ObjectsConfig
 from geoloc_ros.objects.descriptor import describe
 from geoloc_ros.objects.segment import LidarSegmenter, RgbdSegmenter, Segment, colour_points, project
+from geoloc_ros.objects.submap import make_submap
 from geoloc_ros.objects.track import ObjectTracker
+from geoloc_ros.objects.align import align_roman
 
 KITTI = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "kitti_velodyne_patchwork"
 CFG = ObjectsConfig()
@@ -29,8 +31,19 @@ def _describe(segs):
     return [describe(s.points) for s in segs]
 
 
-def test_kitti_scan_gives_poles_and_cars_and_passes_filters():
-    segs = LidarSegmenter(CFG).segment(ScanEvent(0.0, _kitti(0), T_base_sensor=T_BASE_VELO))
+@pytest.fixture(scope="module")
+def kitti_segments():
+    """Segments of the six real KITTI sweeps (base_link of each sweep), computed once."""
+    seg = LidarSegmenter(CFG)
+    return [seg.segment(ScanEvent(float(i), _kitti(i), T_base_sensor=T_BASE_VELO)) for i in range(6)]
+
+
+def _copy(segs, dx):
+    return [Segment(s.points + [dx, 0.0, 0.0], s.colors) for s in segs]
+
+
+def test_kitti_scan_gives_poles_and_cars_and_passes_filters(kitti_segments):
+    segs = kitti_segments[0]
     D = _describe(segs)
     assert 20 <= len(D) <= 200
     ext = np.array([d["extents"] for d in D])
@@ -44,21 +57,34 @@ def test_kitti_scan_gives_poles_and_cars_and_passes_filters():
     assert all(d["extents"][0] < CFG.max_extent_m for d in D)
 
 
-def test_kitti_tracking_follows_objects_across_frames():
+def test_kitti_tracking_follows_objects_across_frames(kitti_segments):
     tr = ObjectTracker(CFG)
-    seg = LidarSegmenter(CFG)
     x = 0.0
-    for i in range(3):
-        segs = seg.segment(ScanEvent(float(i), _kitti(i), T_base_sensor=T_BASE_VELO))
-        for s in segs:  # into the first frame (odom) with the ICP motion
-            s.points = s.points + [x, 0.0, 0.0]
-        tr.update(segs, float(i))
+    for i in range(3):  # into the first frame (odom) with the ICP motion
+        tr.update(_copy(kitti_segments[i], x), float(i))
         x += KITTI_DX[i]
     conf = tr.confirmed()
     assert len(conf) >= 15  # static objects are seen again
     assert max(t.sightings for t in conf) >= 3
     D = tr.objects()
     assert len(D) == len(conf) and np.all(D.valid_mask())
+
+
+def test_kitti_submaps_align_with_the_icp_motion(kitti_segments):
+    """Real data: objects tracked over sweeps 3-5 align with those of sweeps 0-2 (ROMAN)."""
+    X = np.concatenate([[0.0], np.cumsum(KITTI_DX)])
+
+    def submap(frames):
+        tr = ObjectTracker(CFG)
+        for i in frames:
+            tr.update(_copy(kitti_segments[i], X[i] - X[frames[0]]), float(i))
+        return make_submap(tr.objects(), np.eye(4), CFG.submap_radius_m, CFG.submap_max_objects)
+
+    a, b = submap([0, 1, 2]), submap([3, 4, 5])
+    r = align_roman(b.objects, a.objects, CFG)
+    assert r.ok, r.reason
+    assert np.linalg.norm(r.T[:3, 3] - [X[3], 0.0, 0.0]) < 0.3
+    assert abs(np.arctan2(r.T[1, 0], r.T[0, 0])) < np.deg2rad(2.0)
 
 
 def _synthetic_cloud(rng):
