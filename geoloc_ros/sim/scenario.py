@@ -28,13 +28,15 @@ from typing import Iterator
 import numpy as np
 
 from geoloc_ros.config import flatten
+from geoloc_ros.events import WheelEvent
+from geoloc_ros.geometry import rot_z, se3
 from geoloc_ros.sim import sensors
 from geoloc_ros.sim.config import SimConfig
 from geoloc_ros.sim.sensors import Fault
 from geoloc_ros.sim.trajectory import Trajectory, offset_polyline, route_polyline
 from geoloc_ros.sim.world import World, make_world
 
-__all__ = ["Scenario", "SCENARIOS", "get_scenario", "make_runs", "make_faults", "make_datum", "run_events",
+__all__ = ["Scenario", "SCENARIOS", "SimSetup", "prepare", "get_scenario", "make_runs", "make_faults", "make_datum", "run_events",
            "simulate", "sim_seconds_per_sim_second", "Trajectory", "RUN_NAMES"]
 
 RUN_NAMES = ("mapping", "loc_same", "loc_reverse", "loc_lateral")
@@ -49,16 +51,17 @@ class Scenario:
     size_m: float
     durations_s: dict
     change_fraction: float = 0.25     # of movable objects changed for loc_lateral
-    camera: bool = True               # simulate the RGB-D camera
+    camera_rate_hz: float | None = None  # RGB-D rate (None: SimConfig's 15 Hz; 0: no camera)
 
 
 SCENARIOS = {
     # the full town: mapping covers every road (~1.3 km), localization runs ~150 s each
     "town": Scenario("town", 200.0, {"mapping": 440.0, "loc_same": 150.0, "loc_reverse": 150.0,
                                      "loc_lateral": 150.0}),
-    # what `make demo` uses: same town, shorter runs
-    "demo": Scenario("demo", 200.0, {"mapping": 240.0, "loc_same": 60.0, "loc_reverse": 60.0,
-                                     "loc_lateral": 60.0}),
+    # what `make demo` uses: same town, the mapping run drives the outer ring and part of the
+    # cross (~ 550 m), localization runs 60 s; camera at 5 Hz to keep the demo short
+    "demo": Scenario("demo", 200.0, {"mapping": 190.0, "loc_same": 60.0, "loc_reverse": 60.0,
+                                     "loc_lateral": 60.0}, camera_rate_hz=5.0),
     # very short runs for tests
     "tiny": Scenario("tiny", 100.0, {"mapping": 30.0, "loc_same": 20.0, "loc_reverse": 20.0,
                                      "loc_lateral": 20.0}),
@@ -190,36 +193,61 @@ def _extrinsics(cfg: SimConfig) -> dict[str, dict[str, np.ndarray]]:
 
 
 def run_events(world: World, traj: Trajectory, datum, faults=(), cfg: SimConfig | None = None, seed: int = 0,
-               camera: bool = True, extrinsics: dict | None = None,
-               truth: dict | None = None) -> Iterator[tuple[str, object]]:
+               camera: bool = True, extrinsics: dict | None = None, truth: dict | None = None,
+               layouts: tuple[str, ...] = LAYOUTS) -> Iterator[tuple[str, object]]:
     """Every sensor of a run merged in time order as ``(layout, event)`` pairs; ``layout`` is
-    ``"m3dgr"``, ``"oxford_spires"`` or ``"both"`` (the IMU feeds both layouts)."""
+    ``"m3dgr"``, ``"oxford_spires"`` or ``"both"`` (the IMU feeds both layouts). Sensors of a
+    layout not in ``layouts`` are not simulated."""
     cfg = cfg or world.cfg
     ex = extrinsics or _extrinsics(cfg)
     m3, ox = ex["m3dgr"], ex["oxford_spires"]
-    gens = [
-        (("m3dgr", e) for e in sensors.lidar_scans(world, traj, "mid360", T_base_sensor=m3["lidar"], cfg=cfg,
-                                                   seed=seed, frame_id="livox_frame")),
-        (("oxford_spires", e) for e in sensors.lidar_scans(world, traj, "qt64", T_base_sensor=ox["lidar"], cfg=cfg,
-                                                           seed=seed, frame_id="pandar")),
-        (("both", e) for e in sensors.imu(traj, cfg=cfg, seed=seed, truth=truth)),
-        (("m3dgr", e) for e in sensors.wheel(traj, faults, cfg=cfg, seed=seed, truth=truth)),
-        (("m3dgr", e) for e in sensors.gnss(traj, datum, faults, T_base_antenna=m3["gnss"], cfg=cfg, seed=seed)),
-    ]
-    if camera:
-        gens.append((("m3dgr", e) for e in sensors.rgbd(world, traj, T_base_sensor=m3["camera_rgb"], cfg=cfg,
-                                                        seed=seed)))
+    bad = set(layouts) - set(LAYOUTS)
+    if bad:
+        raise ValueError(f"unknown layout(s) {sorted(bad)}; known: {', '.join(LAYOUTS)}")
+    gens = [(("both", e) for e in sensors.imu(traj, cfg=cfg, seed=seed, truth=truth))]
+    if "m3dgr" in layouts:
+        gens += [
+            (("m3dgr", e) for e in sensors.lidar_scans(world, traj, "mid360", T_base_sensor=m3["lidar"], cfg=cfg,
+                                                       seed=seed, frame_id="livox_frame")),
+            (("m3dgr", e) for e in sensors.wheel(traj, faults, cfg=cfg, seed=seed, truth=truth)),
+            (("m3dgr", e) for e in sensors.gnss(traj, datum, faults, T_base_antenna=m3["gnss"], cfg=cfg,
+                                                seed=seed)),
+        ]
+        if camera:
+            gens.append((("m3dgr", e) for e in sensors.rgbd(world, traj, T_base_sensor=m3["camera_rgb"], cfg=cfg,
+                                                            seed=seed)))
+    if "oxford_spires" in layouts:
+        gens.append((("oxford_spires", e) for e in sensors.lidar_scans(
+            world, traj, "qt64", T_base_sensor=ox["lidar"], cfg=cfg, seed=seed, frame_id="pandar")))
     yield from heapq.merge(*gens, key=lambda le: le[1].t)
 
 
 # ---- files -------------------------------------------------------------------------------
-def _writers(out: Path, run: str):
+class _WheelOdometry:
+    """Planar dead reckoning of the wheel readings: the pose an /odom message carries."""
+
+    def __init__(self):
+        self.t, self.x, self.y, self.yaw = None, 0.0, 0.0, 0.0
+
+    def step(self, ev: WheelEvent) -> np.ndarray:
+        if self.t is not None:
+            dt = ev.t - self.t
+            mid = self.yaw + 0.5 * ev.yaw_rate_rps * dt
+            self.x += ev.v_mps * dt * np.cos(mid)
+            self.y += ev.v_mps * dt * np.sin(mid)
+            self.yaw += ev.yaw_rate_rps * dt
+        self.t = ev.t
+        return se3(rot_z(self.yaw), [self.x, self.y, 0.0])
+
+
+def _bag_paths(out: Path, run: str, layouts) -> dict[str, Path]:
+    p = {"m3dgr": out / "m3dgr" / f"{run}.bag", "oxford_spires": out / "oxford_spires" / run}
+    return {k: v for k, v in p.items() if k in layouts}
+
+
+def _writers(out: Path, run: str, layouts):
     from geoloc_ros.io.writer import BagWriter
-    from geoloc_ros.io.profiles import load_profile
-    (out / "m3dgr").mkdir(parents=True, exist_ok=True)
-    (out / "oxford_spires").mkdir(parents=True, exist_ok=True)
-    return {"m3dgr": BagWriter(out / "m3dgr" / f"{run}.bag", load_profile("m3dgr")),
-            "oxford_spires": BagWriter(out / "oxford_spires" / run, load_profile("oxford_spires"))}
+    return {lay: BagWriter(path, lay, overwrite=True) for lay, path in _bag_paths(out, run, layouts).items()}
 
 
 def _write_gt(path: Path, traj: Trajectory):
@@ -233,25 +261,58 @@ def _write_gt(path: Path, traj: Trajectory):
         np.savetxt(path, np.array(rows), fmt="%.9f", header="timestamp tx ty tz qx qy qz qw")
 
 
-def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Path = "sim_out",
-             duration_s: float | None = None, progress: bool = True, runs: list[str] | None = None,
-             cfg: SimConfig | None = None, write_bags: bool = True) -> Path:
-    """Simulate the scenario's runs and write bags, ground truth and the manifest; returns the
-    manifest path. ``duration_s`` caps each run; ``runs`` selects a subset of run names."""
-    from tqdm import tqdm
+@dataclass
+class SimSetup:
+    """Everything a scenario's runs are made of (what ``simulate`` writes, for in-memory use)::
+
+        su = prepare("tiny", seed=0)
+        for layout, ev in run_events(su.world_of("loc_same"), su.runs["loc_same"], su.datum,
+                                     su.faults["loc_same"], cfg=su.cfg, seed=0): ...
+    """
+    scenario: Scenario
+    cfg: SimConfig
+    world: World            # the mapping world
+    changed: World          # objects moved/added/removed (loc_lateral)
+    runs: dict              # name -> Trajectory
+    faults: dict            # name -> list[Fault]
+    datum: object           # geoloc_ros.fusion.gnss.Datum
+
+    def world_of(self, run: str) -> World:
+        return self.changed if run == "loc_lateral" else self.world
+
+
+def prepare(scenario: str | Scenario = "town", seed: int = 0, cfg: SimConfig | None = None,
+            duration_s: float | None = None) -> SimSetup:
+    """World, changed world, trajectories, faults and datum of a scenario (deterministic)."""
     sc = get_scenario(scenario)
     cfg = copy.deepcopy(cfg) if cfg is not None else SimConfig()
     cfg.size_m = sc.size_m
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if sc.camera_rate_hz is not None:
+        cfg.camera_rate_hz = float(sc.camera_rate_hz)
     world = make_world(seed, cfg=cfg)
     changed = world.move_objects(sc.change_fraction, seed)
     trajs = make_runs(world, seed, sc, cfg=cfg, duration_s=duration_s)
-    names = [r for r in RUN_NAMES if runs is None or r in runs]
+    faults = {name: make_faults(tr, seed, name) for name, tr in trajs.items()}
+    return SimSetup(sc, cfg, world, changed, trajs, faults, make_datum(cfg))
+
+
+def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Path = "sim_out",
+             duration_s: float | None = None, progress: bool = True, runs: list[str] | None = None,
+             cfg: SimConfig | None = None, write_bags: bool = True,
+             layouts: tuple[str, ...] = LAYOUTS) -> Path:
+    """Simulate the scenario's runs and write bags, ground truth and the manifest; returns the
+    manifest path. ``duration_s`` caps each run; ``runs`` selects a subset of run names;
+    ``layouts`` the bag layouts (``m3dgr``, ``oxford_spires``) to write."""
+    from tqdm import tqdm
+    su = prepare(scenario, seed, cfg, duration_s)
+    sc, cfg, world, changed, trajs, datum = su.scenario, su.cfg, su.world, su.changed, su.runs, su.datum
+    camera = cfg.camera_rate_hz > 0
     unknown = set(runs or []) - set(RUN_NAMES)
     if unknown:
         raise ValueError(f"unknown run(s) {sorted(unknown)}; known: {', '.join(RUN_NAMES)}")
-    datum = make_datum(cfg)
+    names = [r for r in RUN_NAMES if runs is None or r in runs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     ex = _extrinsics(cfg)
     (out / "world.json").write_text(json.dumps(world.to_dict()))
     (out / "world_changed.json").write_text(json.dumps(changed.to_dict()))
@@ -262,7 +323,7 @@ def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Pa
         "datum_convention": "p_enu = Rz(yaw_rad) @ p_map; origin at (lat0_deg, lon0_deg, alt0_m) on WGS-84",
         "extrinsics": {lay: {r: T.tolist() for r, T in d.items()} for lay, d in ex.items()},
         "rates_hz": {"lidar": cfg.lidar_rate_hz, "imu": cfg.imu_rate_hz, "wheel": cfg.wheel_rate_hz,
-                     "gnss": cfg.gnss_rate_hz, "camera": cfg.camera_rate_hz if sc.camera else 0.0,
+                     "gnss": cfg.gnss_rate_hz, "camera": cfg.camera_rate_hz,
                      "ground_truth": cfg.gt_rate_hz},
         "imu_noise": {"acc_n": cfg.acc_n, "gyr_n": cfg.gyr_n, "acc_w": cfg.acc_w, "gyr_w": cfg.gyr_w,
                       "gravity_mps2": sensors.GRAVITY_MPS2},
@@ -271,15 +332,15 @@ def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Pa
         "runs": {}, "faults": [],
     }
     for name in names:  # build the ray-casting scenes outside the timed loop
-        (changed if name == "loc_lateral" else world).scene  # noqa: B018
+        su.world_of(name).scene  # noqa: B018
     t_wall = time.time()
     for name in names:
         traj = trajs[name]
-        w = changed if name == "loc_lateral" else world
-        faults = make_faults(traj, seed, name)
+        w = su.world_of(name)
+        faults = su.faults[name]
         truth: dict = {}
         _write_gt(out / f"gt_{name}.tum", traj)
-        writers = _writers(out, name) if write_bags else {}
+        writers = _writers(out, name, layouts) if write_bags else {}
         bar = tqdm(total=round(traj.duration_s, 1), desc=f"simulate {name}", unit="sim s", disable=not progress,
                    bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim s [{elapsed}<{remaining}]")
         counts: dict[str, int] = {}
@@ -287,13 +348,15 @@ def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Pa
             for wr in writers.values():
                 wr.__enter__()
             last = traj.t0
-            for layout, ev in run_events(w, traj, datum, faults, cfg=cfg, seed=seed, camera=sc.camera,
-                                         extrinsics=ex, truth=truth):
+            odo = _WheelOdometry()
+            for layout, ev in run_events(w, traj, datum, faults, cfg=cfg, seed=seed, camera=camera,
+                                         extrinsics=ex, truth=truth, layouts=layouts):
                 key = type(ev).__name__.replace("Sim", "") + ("" if layout == "both" else f"@{layout}")
                 counts[key] = counts.get(key, 0) + 1
+                extra = {"T_odom_base": odo.step(ev)} if isinstance(ev, WheelEvent) else {}
                 for lay in (LAYOUTS if layout == "both" else (layout,)):
                     if lay in writers:
-                        writers[lay].write(ev)
+                        writers[lay].write(ev, **extra)
                 if ev.t - last >= 0.5:
                     bar.update(round(ev.t - last, 1))
                     last = ev.t
@@ -308,7 +371,8 @@ def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Pa
             "t_start": traj.t0, "t_end": traj.t1, "duration_s": traj.duration_s, "length_m": traj.length_m,
             "world": "world_changed.json" if name == "loc_lateral" else "world.json",
             "gt": f"gt_{name}.tum",
-            "bags": {"m3dgr": f"m3dgr/{name}.bag", "oxford_spires": f"oxford_spires/{name}"} if write_bags else {},
+            "bags": ({k: str(v.relative_to(out)) for k, v in _bag_paths(out, name, layouts).items()}
+                     if write_bags else {}),
             "faults": run_faults, "message_counts": counts,
             "truth": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in truth.items()},
         }
