@@ -7,7 +7,7 @@ import pytest
 from geoloc_ros.events import CameraIntrinsics, ImageEvent, ScanEvent
 from geoloc_ros.geometry import se3
 from geoloc_ros.objects.config import ObjectsConfig
-from geoloc_ros.objects.descriptor import describe
+from geoloc_ros.objects.descriptor import describe, make_embedder
 from geoloc_ros.objects.segment import LidarSegmenter, RgbdSegmenter, Segment, colour_points, project
 from geoloc_ros.objects.submap import make_submap
 from geoloc_ros.objects.track import ObjectTracker
@@ -192,3 +192,21 @@ def test_tracker_merges_duplicates_and_needs_two_sightings():
                                            tr.tracks[0].keys.copy(), tr.tracks[0].keys.copy(), 1)
     tr._set_geometry(tr.tracks[99])
     assert tr.merge_duplicates() == 1 and len(tr.tracks) == 2
+
+
+def test_open_vocabulary_appearance_hook_replaces_colour_histograms():
+    # a stand-in embedder (a real one is ClipEmbedder with a local weights file)
+    def embed(crop):
+        return np.concatenate([crop.reshape(-1, 3).mean(0), [1.0]])
+
+    seg = RgbdSegmenter(CFG, appearance_fn=embed)
+    tr = ObjectTracker(CFG)
+    for t in (0.0, 0.1):
+        tr.update(seg.segment(_rgbd_scene()), t)
+    D = tr.objects()
+    assert len(D) == 2 and D.appearance.shape[1] == 4
+    assert np.allclose(np.linalg.norm(D.appearance, axis=1), 1.0)
+    assert D.appearance[:, 0].max() > 0.6 and D.appearance[:, 2].max() > 0.6  # red one, blue one
+    cfg = ObjectsConfig(clip_weights="/nonexistent/clip.pt")
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        make_embedder(cfg)

@@ -24,7 +24,7 @@ class ObjectsConfig:
     # --- registration / acceptance -------------------------------------------------------------
     min_associations: int = param(4, "associations needed to accept a fix")
     min_spread_m: float = param(0.5, "smaller horizontal spread (std) of associated objects; below: collinear, rejected", "m")
-    min_sigma_m: float = param(0.25, "floor of the per-axis centroid residual sigma in the fix covariance", "m")
+    min_sigma_m: float = param(0.15, "floor of the per-axis centroid residual sigma in the fix covariance (calibrated: NEES ~ 4 on the bench pairs)", "m")
     max_rms_m: float = param(1.0, "largest RMS centroid residual of an accepted fix", "m")
     min_margin: float = param(1.5, "the best map submap must have this many times the associations of the best disagreeing one")
     disagree_m: float = param(3.0, "two fixes further apart than this disagree", "m")

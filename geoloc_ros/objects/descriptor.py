@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Descriptors", "describe", "describe_many", "colour_histogram", "single_scores",
-           "ClipEmbedder", "SHAPE_NAMES", "from_rows"]
+           "ClipEmbedder", "SHAPE_NAMES", "from_rows", "make_embedder"]
 
 SHAPE_NAMES = ("linearity", "planarity", "scattering")
 
@@ -250,3 +250,11 @@ class ClipEmbedder:
             x = self.preprocess(Image.fromarray(np.asarray(crop_rgb, np.uint8))).unsqueeze(0)
             f = self.model.encode_image(x)[0].float().numpy()
         return f / max(np.linalg.norm(f), 1e-12)
+
+
+def make_embedder(cfg):
+    """The open-vocabulary appearance function configured by ``cfg.clip_weights`` (None: colour
+    histograms). A missing weights file or open_clip package is a clear error at start-up."""
+    if not getattr(cfg, "clip_weights", ""):
+        return None
+    return ClipEmbedder(cfg.clip_weights)

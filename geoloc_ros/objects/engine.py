@@ -26,6 +26,7 @@ from geoloc_ros.events import Candidate, CandidateStatus, ImageEvent, ScanEvent
 from geoloc_ros.geometry import se3_inverse, transform_points
 from geoloc_ros.objects.align import AlignResult, align_clipper_plain, align_roman
 from geoloc_ros.objects.config import ObjectsConfig
+from geoloc_ros.objects.descriptor import make_embedder
 from geoloc_ros.objects.map import ObjectMap
 from geoloc_ros.objects.register import cov4_to_cov6, transfer_cov4
 from geoloc_ros.objects.segment import LidarSegmenter, RgbdSegmenter
@@ -97,14 +98,17 @@ class ObjectLocalizer:
     """Accumulates objects in the odom frame and aligns a submap with the map every 10 m."""
 
     def __init__(self, cfg: ObjectsConfig | None = None, object_map: ObjectMap | None = None,
-                 method: str = "roman"):
+                 method: str = "roman", appearance_fn=None):
+        """``appearance_fn``: image crop (h, w, 3) uint8 -> (F,) embedding; default from
+        ``cfg.clip_weights`` (None: colour histograms)."""
         if method not in _METHODS:
             raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
         self.cfg = cfg or ObjectsConfig()
         self.map = object_map
         self.method = method
-        self.lidar = LidarSegmenter(self.cfg)
-        self.rgbd = RgbdSegmenter(self.cfg)
+        emb = appearance_fn if appearance_fn is not None else make_embedder(self.cfg)
+        self.lidar = LidarSegmenter(self.cfg, emb)
+        self.rgbd = RgbdSegmenter(self.cfg, emb)
         self.reset()
 
     def reset(self) -> None:

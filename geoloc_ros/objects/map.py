@@ -17,7 +17,7 @@ from geoloc_ros.events import ImageEvent, ScanEvent
 from geoloc_ros.geometry import transform_points, yaw_only
 from geoloc_ros.maps.mapdir import MapDir, MapError
 from geoloc_ros.objects.config import ObjectsConfig
-from geoloc_ros.objects.descriptor import Descriptors
+from geoloc_ros.objects.descriptor import Descriptors, make_embedder
 from geoloc_ros.objects.segment import LidarSegmenter, RgbdSegmenter, Segment
 from geoloc_ros.objects.submap import FrameGate, Submap, TravelTrigger, make_submap
 from geoloc_ros.objects.track import ObjectTracker
@@ -85,11 +85,13 @@ class ObjectMap:
 class ObjectMapBuilder:
     """Build an :class:`ObjectMap` from a mapping run (events + their poses T_map_base)."""
 
-    def __init__(self, cfg: ObjectsConfig | None = None):
+    def __init__(self, cfg: ObjectsConfig | None = None, appearance_fn=None):
+        """``appearance_fn``: crop -> embedding; default from ``cfg.clip_weights`` (None: colour)."""
         self.cfg = cfg or ObjectsConfig()
         self.tracker = ObjectTracker(self.cfg)
-        self.lidar = LidarSegmenter(self.cfg)
-        self.rgbd = RgbdSegmenter(self.cfg)
+        emb = appearance_fn if appearance_fn is not None else make_embedder(self.cfg)
+        self.lidar = LidarSegmenter(self.cfg, emb)
+        self.rgbd = RgbdSegmenter(self.cfg, emb)
         self.trigger = TravelTrigger(self.cfg.submap_spacing_m)
         self.gate_lidar = FrameGate(self.cfg.frame_min_travel_m, self.cfg.frame_min_yaw_rad)
         self.gate_rgbd = FrameGate(self.cfg.frame_min_travel_m, self.cfg.frame_min_yaw_rad)

@@ -46,6 +46,20 @@ class Segment:
     points: np.ndarray
     colors: np.ndarray | None = None
     source: str = "lidar"
+    embedding: np.ndarray | None = None   # (F,) open-vocabulary image embedding of its crop
+
+
+def _crop_embedding(appearance_fn, rgb: np.ndarray, uv: np.ndarray, pad_px: int = 4):
+    """Embedding of the image crop bounding the pixels uv (N, 2), or None when too small."""
+    if appearance_fn is None or rgb is None or len(uv) < 10:
+        return None
+    H, W = rgb.shape[:2]
+    u0, v0 = np.maximum(np.floor(uv.min(0)).astype(int) - pad_px, 0)
+    u1, v1 = np.minimum(np.ceil(uv.max(0)).astype(int) + pad_px, [W - 1, H - 1])
+    if u1 - u0 < 8 or v1 - v0 < 8:
+        return None
+    f = np.asarray(appearance_fn(np.ascontiguousarray(rgb[v0:v1 + 1, u0:u1 + 1, :3])), float).ravel()
+    return f if np.all(np.isfinite(f)) and np.linalg.norm(f) > 0 else None
 
 
 def _finite(P: np.ndarray) -> np.ndarray:
@@ -91,10 +105,13 @@ def remove_ground(P: np.ndarray, cell_m: float, dist_m: float) -> np.ndarray:
 
 
 class LidarSegmenter:
-    """LiDAR scan -> object segments in base_link (see module doc)."""
+    """LiDAR scan -> object segments in base_link (see module doc). ``appearance_fn`` (crop (h, w, 3)
+    uint8 -> (F,) embedding, e.g. :class:`~geoloc_ros.objects.descriptor.ClipEmbedder`) gives
+    segments seen by the camera an open-vocabulary embedding."""
 
-    def __init__(self, cfg: ObjectsConfig):
+    def __init__(self, cfg: ObjectsConfig, appearance_fn=None):
         self.cfg = cfg
+        self.appearance_fn = appearance_fn
 
     def segment(self, scan: ScanEvent, image: ImageEvent | None = None) -> list[Segment]:
         """Segments of one scan (points moved to base_link with ``scan.T_base_sensor``);
@@ -129,10 +146,14 @@ class LidarSegmenter:
             ok, _ = keep_segment(seg, cfg)
             if not ok:
                 continue
-            c = None
+            c, emb = None, None
             if colors is not None and np.all(np.isfinite(colors[idx]), 1).mean() > 0.3:
                 c = colors[idx]
-            out.append(Segment(seg, c, "lidar"))
+                if self.appearance_fn is not None:
+                    T_cam_base = se3_inverse(np.asarray(image.T_base_sensor, float))
+                    uv, ok = project(transform_points(T_cam_base, seg), image.intrinsics)
+                    emb = _crop_embedding(self.appearance_fn, np.asarray(image.rgb), uv[ok])
+            out.append(Segment(seg, c, "lidar", emb))
         return out
 
 
@@ -214,10 +235,12 @@ def region_segments(depth_m: np.ndarray, rgb: np.ndarray | None, cfg: ObjectsCon
 
 
 class RgbdSegmenter:
-    """RGB-D frame -> object segments in base_link (see module doc)."""
+    """RGB-D frame -> object segments in base_link (see module doc); ``appearance_fn`` as for
+    :class:`LidarSegmenter`."""
 
-    def __init__(self, cfg: ObjectsConfig):
+    def __init__(self, cfg: ObjectsConfig, appearance_fn=None):
         self.cfg = cfg
+        self.appearance_fn = appearance_fn
 
     def segment(self, img: ImageEvent) -> list[Segment]:
         cfg = self.cfg
@@ -262,5 +285,9 @@ class RgbdSegmenter:
             if not ok:
                 continue
             c = colour_points(Pd, img) if img.rgb is not None else None
-            out.append(Segment(Pd, c, "rgbd"))
+            emb = None
+            if self.appearance_fn is not None and img.rgb is not None:
+                emb = _crop_embedding(self.appearance_fn, np.asarray(img.rgb),
+                                      np.stack([uu[mask], vv[mask]], 1).astype(float))
+            out.append(Segment(Pd, c, "rgbd", emb))
         return out

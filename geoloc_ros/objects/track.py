@@ -46,6 +46,7 @@ class Track:
     last_t: float = 0.0
     centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
     radius_m: float = 0.0
+    emb_sum: np.ndarray | None = None   # sum of the unit embeddings of its sightings
 
 
 class ObjectTracker:
@@ -94,7 +95,12 @@ class ObjectTracker:
             col = np.full((len(P), 3), np.nan)
             if seg.colors is not None and len(seg.colors) == len(seg.points):
                 col = np.asarray(seg.colors, float)[fin]
+            emb = None
+            if seg.embedding is not None:
+                emb = np.asarray(seg.embedding, float) / np.linalg.norm(seg.embedding)
             if best is not None and best_iou >= cfg.track_iou:
+                if emb is not None:
+                    best.emb_sum = emb if best.emb_sum is None else best.emb_sum + emb
                 best.points = np.concatenate([best.points, P])
                 best.colors = np.concatenate([best.colors, col])
                 best.keys = np.union1d(best.keys, keys)
@@ -104,7 +110,7 @@ class ObjectTracker:
                 self._set_geometry(best)
                 ids.append(best.id)
             else:
-                tr = Track(self._next, P, col, keys, keys, 1, t)
+                tr = Track(self._next, P, col, keys, keys, 1, t, emb_sum=emb)
                 self._set_geometry(tr)
                 self.tracks[tr.id] = tr
                 ids.append(tr.id)
@@ -128,6 +134,8 @@ class ObjectTracker:
                     continue
                 inter = np.intersect1d(ta.keys, tb.keys, assume_unique=True).size
                 if inter / max(1, min(len(ta.keys), len(tb.keys))) >= self.cfg.merge_iou:
+                    if tb.emb_sum is not None:
+                        ta.emb_sum = tb.emb_sum if ta.emb_sum is None else ta.emb_sum + tb.emb_sum
                     ta.points = np.concatenate([ta.points, tb.points])
                     ta.colors = np.concatenate([ta.colors, tb.colors])
                     ta.keys = np.union1d(ta.keys, tb.keys)
@@ -144,11 +152,20 @@ class ObjectTracker:
     def objects(self, tracks: list[Track] | None = None) -> Descriptors:
         """Descriptors (world frame) of the confirmed tracks (or of ``tracks``)."""
         trs = self.confirmed() if tracks is None else tracks
+        # open-vocabulary embeddings replace the colour histogram for every object once any
+        # object has one (objects never seen by the camera get a zero vector: "unknown")
+        dims = {len(t.emb_sum) for t in trs if t.emb_sum is not None}
+        F = max(dims) if dims else None
         rows, ids = [], []
         for tr in trs:
             if len(tr.points) < 3:
                 continue
-            rows.append(describe(tr.points, tr.colors, self.cfg.appearance_bins))
+            app = None
+            if F is not None:
+                app = np.zeros(F)
+                if tr.emb_sum is not None and len(tr.emb_sum) == F and np.linalg.norm(tr.emb_sum) > 0:
+                    app = tr.emb_sum / np.linalg.norm(tr.emb_sum)
+            rows.append(describe(tr.points, tr.colors, self.cfg.appearance_bins, appearance=app))
             ids.append(tr.id)
         if not rows:
             return Descriptors.empty(4 * self.cfg.appearance_bins ** 2 + self.cfg.appearance_bins)
