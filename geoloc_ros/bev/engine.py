@@ -40,6 +40,7 @@ class BevLocalizer:
             self.db.model = self.model
         self.rng = np.random.default_rng(cfg.seed)
         self.last_timings_ms: dict = {}
+        self.last_retrieval: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
 
     def localize(self, scan: ScanEvent) -> list[Candidate]:
         """Ranked candidates (status OK, most pose inliers first); ``[NO_FIX candidate]`` when none holds.
@@ -47,6 +48,7 @@ class BevLocalizer:
         Candidate.info: keyframe, inliers, matches, rms_m, similarity, timings_ms.
         """
         torch.set_num_threads(max(1, self.cfg.torch_threads))
+        self.last_retrieval = (np.zeros(0, np.int64), np.zeros(0))
         t0 = time.perf_counter()
         if not len(self.db):
             return [_no_fix("BEV map database is empty")]
@@ -61,6 +63,7 @@ class BevLocalizer:
             return [_no_fix(f"only {len(f.kp_xy_m)} keypoints in the BEV image (< {self.cfg.min_inliers})")]
         idx, sims = self.db.search(f.global_desc, self.cfg.top_k)
         t3 = time.perf_counter()
+        self.last_retrieval = (idx, sims)
         results = []
         reasons = []
         kq = f.kp_xy_m.astype(np.float64)

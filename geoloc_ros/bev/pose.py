@@ -10,6 +10,7 @@ Keypoints are FAST-9 corners of the BEV image (vectorised numpy, 3x3 non-max sup
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,19 @@ __all__ = ["fast_keypoints", "mutual_matches", "PoseResult", "estimate_pose", "s
 # Bresenham circle of radius 3 (16 pixels), clockwise from the top, as (du, dv).
 _CIRCLE = np.array([(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3),
                     (0, 3), (-1, 3), (-2, 2), (-3, 1), (-3, 0), (-3, -1), (-2, -2), (-1, -3)])
+
+
+@functools.lru_cache(maxsize=4)
+def _arc_table(arc: int) -> np.ndarray:
+    """(65536,) bool: does the 16-bit circle mask hold ``arc`` contiguous set bits (circularly)?"""
+    bits = ((np.arange(1 << 16)[:, None] >> np.arange(16)) & 1).astype(bool)
+    bits = np.concatenate([bits, bits[:, :arc - 1]], 1)
+    run = np.zeros(1 << 16, np.int32)
+    best = np.zeros(1 << 16, np.int32)
+    for k in range(bits.shape[1]):
+        run = np.where(bits[:, k], run + 1, 0)
+        np.maximum(best, run, out=best)
+    return best >= arc
 
 
 def fast_keypoints(img: np.ndarray, threshold: float = 20.0, max_keypoints: int = 400,
@@ -39,14 +53,9 @@ def fast_keypoints(img: np.ndarray, threshold: float = 20.0, max_keypoints: int 
     pad = np.pad(img, 3)
     ring = np.stack([pad[3 + dv:3 + dv + H, 3 + du:3 + du + W] for du, dv in _CIRCLE])  # (16,H,W)
     diff = ring - img[None]
-    corner = np.zeros((H, W), bool)
-    for mask in (diff > threshold, diff < -threshold):
-        run = np.zeros((H, W), np.int16)
-        best = np.zeros((H, W), np.int16)
-        for k in range(16 + arc - 1):          # wrap around the circle
-            run = np.where(mask[k % 16], run + 1, 0).astype(np.int16)
-            np.maximum(best, run, out=best)
-        corner |= best >= arc
+    weights = (1 << np.arange(16, dtype=np.int32))[:, None, None]
+    lut = _arc_table(arc)
+    corner = lut[((diff > threshold) * weights).sum(0)] | lut[((diff < -threshold) * weights).sum(0)]
     score = np.where(corner, np.maximum(np.abs(diff) - threshold, 0).sum(0), 0.0)
     c = (H - 1) / 2.0
     r = radius_px if radius_px is not None else c - 4

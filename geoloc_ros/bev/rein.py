@@ -39,18 +39,6 @@ def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Sequential:
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class _Residual(nn.Module):
-    """ResNet basic block (two 3x3 convs, identity shortcut)."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.a = _conv(c, c)
-        self.b = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
-
-    def forward(self, x):
-        return F.relu(x + self.b(self.a(x)))
-
-
 def _rotation_theta(angles_rad: torch.Tensor) -> torch.Tensor:
     """(R,) angles -> (R, 2, 3) affine_grid matrices: output pixel p samples the input at rot(a) p."""
     c, s = torch.cos(angles_rad), torch.sin(angles_rad)
@@ -108,8 +96,8 @@ class ReinNet(nn.Module):
         w1, w2, w3 = widths
         self.num_rotations = num_rotations
         self.stage1 = _conv(1, w1, 2)                                      # stride 2
-        self.stage2 = nn.Sequential(_conv(w1, w2, 2), _Residual(w2))       # stride 4
-        self.stage3 = nn.Sequential(_conv(w2, w3, 2), _Residual(w3),       # stride 8
+        self.stage2 = _conv(w1, w2, 2)                                     # stride 4
+        self.stage3 = nn.Sequential(_conv(w2, w3, 2), _conv(w3, w3),       # stride 8
                                     nn.Conv2d(w3, feat_dim, 1))
         self.local_head = nn.Conv2d(w2 + feat_dim, feat_dim, 1)
         self.vlad = NetVLAD(clusters, feat_dim)

@@ -94,7 +94,8 @@ def cast_scan(world, T_world_base: np.ndarray, rng: np.random.Generator | None =
     """(N, 3) float32 points of one ray-cast sweep in the LiDAR frame (levelled, ``lidar_height_m`` above base)."""
     dirs = lidar_directions() if dirs is None else dirs
     T_ws = T_world_base @ se3(None, [0.0, 0.0, lidar_height_m])
-    r, _, _ = world.cast(T_ws[:3, 3], dirs @ T_ws[:3, :3].T, nthreads=1)
+    hits = world.cast(T_ws[:3, 3], dirs @ T_ws[:3, :3].T, nthreads=1)
+    r = np.asarray(hits.range_m if hasattr(hits, "range_m") else hits[0], np.float64)
     ok = np.isfinite(r) & (r < max_range_m) & (r > 0.3)
     if rng is not None:
         r = r + rng.normal(0.0, range_sigma_m, r.shape)

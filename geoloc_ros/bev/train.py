@@ -52,10 +52,11 @@ class TrainConfig:
     neg_m: float = 7.0
     margin: float = 0.3
     negatives: int = 10
-    batch: int = 4
+    batch: int = 3
     lr: float = 1e-3
     minutes: float = 20.0
-    refresh_steps: int = 150
+    refresh_steps: int = 50
+    cache_size: int = 300
     local_weight: float = 1.0
     threads: int = 2
     eval_seed: int = 99
@@ -185,15 +186,22 @@ def recall_on_world(net: ReinNet, cfg: BevConfig, seed: int, n_queries: int, spa
     return out
 
 
-def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, log=print) -> dict:
+def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, log=print,
+          data_cache: str | Path | None = None) -> dict:
     """Train REIN and save its state_dict to ``out_path``; returns a summary (data, steps, recall)."""
     cfg = cfg or BevConfig()
     t0 = time.time()
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
-    log("generating training scans ...")
-    imgs, poses, worlds = make_dataset(tc, cfg, log)
+    if data_cache and Path(data_cache).is_file():
+        with np.load(data_cache, allow_pickle=False) as z:
+            imgs, poses, worlds = z["imgs"], z["poses"], z["worlds"]
+    else:
+        log("generating training scans ...")
+        imgs, poses, worlds = make_dataset(tc, cfg, log)
+        if data_cache:
+            np.savez(data_cache, imgs=imgs, poses=poses, worlds=worlds)
     N = len(imgs)
     xy = poses[:, :2, 3]
     same_world = worlds[:, None] == worlds[None, :]
@@ -209,16 +217,19 @@ def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, l
     step, cache, losses = 0, None, []
     t_train = time.time()
     while time.time() - t_train < budget_s:
-        if cache is None or step % tc.refresh_steps == 0:
-            cache = _descriptors(net, imgs)
-        net.train()
+        if cache is None or step % tc.refresh_steps == 0:   # descriptors of a random subset to mine in
+            sub = rng.choice(N, min(tc.cache_size, N), replace=False)
+            cache = _descriptors(net, imgs[sub])
         a = rng.choice(anchors, tc.batch, replace=False)
         p = np.array([rng.choice(np.nonzero(pos_mask[i])[0]) for i in a])
+        ga = _descriptors(net, imgs[a])
         n = []
-        for i in a:
-            cand = rng.choice(np.nonzero(far[i])[0], tc.negatives, replace=False)
-            n.append(cand[int((cache[cand] @ cache[i]).argmax())])
+        for k, i in enumerate(a):
+            cand = np.nonzero(far[i, sub])[0]
+            cand = rng.choice(cand, min(tc.negatives, len(cand)), replace=False)
+            n.append(sub[cand[int((cache[cand] @ ga[k]).argmax())]])
         n = np.array(n)
+        net.train()
         rot = rng.uniform(-np.pi, np.pi, tc.batch)
         xa, xp, xn = _to_tensor(imgs[a]), _to_tensor(imgs[p]), _to_tensor(imgs[n])
         xp = rotate_images(xp, torch.as_tensor(rot, dtype=torch.float32))
@@ -236,8 +247,8 @@ def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, l
         opt.step()
         losses.append(loss.item())
         step += 1
-        if step % 25 == 0:
-            log(f"  step {step}: loss {np.mean(losses[-25:]):.3f} ({time.time() - t0:.0f} s)")
+        if step % 10 == 0:
+            log(f"  step {step}: loss {np.mean(losses[-10:]):.3f} ({time.time() - t0:.0f} s)")
     log("fitting PCA ...")
     vl = _descriptors(net, imgs).numpy()
     net.fit_pca(vl)
@@ -263,10 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--places", type=int, default=120, help="places per world")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--summary", default="", help="write the training summary JSON here")
+    ap.add_argument("--data-cache", default="", help="npz of generated training images (reused when present)")
     a = ap.parse_args(argv)
     tc = TrainConfig(seeds=[int(s) for s in a.seeds.split(",")], places_per_world=a.places,
                      minutes=a.minutes, threads=a.threads)
-    s = train(tc, a.out)
+    s = train(tc, a.out, data_cache=a.data_cache or None)
     if a.summary:
         Path(a.summary).write_text(json.dumps(s, indent=1))
     return 0

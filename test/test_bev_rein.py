@@ -1,0 +1,107 @@
+"""REIN: yaw-invariant global descriptor, equivariant local features, weights loading errors."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geoloc_ros.bev.config import BevConfig
+from geoloc_ros.bev.image import bev_image, metres_to_pixels, pixels_to_metres
+from geoloc_ros.bev.pose import fast_keypoints
+from geoloc_ros.bev.rein import ReinNet, WeightsError, default_weights_path, load_rein, sample_local
+from geoloc_ros.geometry import rot_z, se3, transform_points
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+
+
+def _need(p: Path) -> Path:
+    if not p.exists():
+        pytest.skip(f"real data not found: {p} (clone shared/ beside the repo)")
+    return p
+
+
+def _kitti(i):
+    f = _need(REAL / "kitti_velodyne_patchwork" / f"{i:06d}.bin")
+    return np.fromfile(f, np.float32).reshape(-1, 4)[:, :3].astype(np.float64)
+
+
+def _pcd(name):
+    import open3d as o3d
+    return np.asarray(o3d.io.read_point_cloud(str(_need(REAL / "fast_gicp_scans" / name))).points)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.set_num_threads(1)
+    if not default_weights_path().is_file():
+        pytest.skip("shipped REIN weights geoloc_ros/data/rein.pt missing")
+    return load_rein(BevConfig())
+
+
+@torch.no_grad()
+def _run(net, pts, cfg):
+    img = bev_image(pts, cfg)
+    g, loc = net(torch.from_numpy(img)[None, None] / 255.0)
+    return img, g[0].numpy(), loc
+
+
+def test_real_scan_stays_nearest_to_itself_under_arbitrary_yaw(net):
+    """Database: KITTI scans 0 and 3 (2 m apart) and the two fast_gicp scans; KITTI 0 yawed by
+    angles that are not multiples of 45 deg must retrieve KITTI 0."""
+    cfg = BevConfig()
+    db_pts = [_kitti(0), _kitti(3), _pcd("251370668.pcd"), _pcd("251371071.pcd")]
+    G = np.stack([_run(net, p, cfg)[1] for p in db_pts])
+    for yaw_deg in (17.0, 100.0, 203.0, -66.0):
+        q = transform_points(se3(rot_z(np.radians(yaw_deg))), db_pts[0])
+        g = _run(net, q, cfg)[1]
+        sims = G @ g
+        assert sims.argmax() == 0, (yaw_deg, sims)
+        assert sims[0] > 0.9
+
+
+def test_local_features_are_equivariant(net):
+    """Descriptors at a keypoint and at its rotated position agree far better than at other keypoints."""
+    cfg = BevConfig()
+    p = _kitti(0)
+    for yaw_deg in (90.0, 30.0):
+        yaw = np.radians(yaw_deg)
+        img, _, loc = _run(net, p, cfg)
+        img2, _, loc2 = _run(net, transform_points(se3(rot_z(yaw)), p), cfg)
+        uv = fast_keypoints(img, cfg.fast_threshold, 200)
+        xy2 = pixels_to_metres(uv, cfg) @ rot_z(yaw)[:2, :2].T
+        d1 = sample_local(loc, uv, img.shape[0])
+        d2 = sample_local(loc2, metres_to_pixels(xy2, cfg), img.shape[0])
+        same = (d1 * d2).sum(1)
+        other = (d1 * np.roll(d2, 7, axis=0)).sum(1)
+        assert np.median(same) > 0.8, yaw_deg
+        assert np.median(same) > np.median(other) + 0.2
+        # nearest neighbour of each rotated descriptor is mostly its own keypoint (within 2 px)
+        nn = (d1 @ d2.T).argmax(0)
+        assert np.mean(np.linalg.norm(uv[nn] - uv, axis=1) <= 2.0) > 0.5
+
+
+def test_wrong_shape_weights_are_a_clear_error(tmp_path):
+    small = ReinNet(widths=(8, 16, 32))
+    f = tmp_path / "small.pt"
+    torch.save(small.state_dict(), f)
+    with pytest.raises(WeightsError, match="wrong shape"):
+        load_rein(BevConfig(weights=str(f)))
+
+
+def test_corrupt_or_missing_weights_are_a_clear_error(tmp_path):
+    f = tmp_path / "junk.pt"
+    f.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match="not a readable"):
+        load_rein(BevConfig(weights=str(f)))
+    with pytest.raises(WeightsError, match="not found"):
+        load_rein(BevConfig(weights=str(tmp_path / "none.pt")))
+
+
+def test_shipped_weights_are_small_and_plain():
+    p = default_weights_path()
+    if not p.is_file():
+        pytest.skip("shipped REIN weights missing")
+    assert p.stat().st_size <= 20 * 1024 * 1024
+    state = torch.load(p, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert int(state["pca_fitted"]) == 1
