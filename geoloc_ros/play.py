@@ -115,6 +115,47 @@ def livox_to_pointcloud2(msg):
     return out
 
 
+class GnssPvtMerger:
+    """M3DGR-style GNSS: the NavSatFix has no covariance, the receiver's PVT message (a type rclpy
+    cannot import) has the accuracy. Each fix is held until the PVT of its epoch arrives (or
+    ``wait_s`` of record time passes) and published with ``diag(h^2/2, h^2/2, v^2)``, the
+    covariance :mod:`geoloc_ros.io.assemble` gives the offline reader."""
+
+    def __init__(self, stamp_offset_s: float, leap_s: float, tol_s: float = 0.15, wait_s: float = 0.3):
+        self.stamp_offset_s, self.leap_s, self.tol_s, self.wait_s = stamp_offset_s, leap_s, tol_s, wait_s
+        self.pending: list = []      # (t_fix_utc, t_record, msg)
+        self.pvt: list = []          # (t_utc, h_acc_m, v_acc_m)
+        self.merged = self.unmatched = 0
+
+    def add_fix(self, msg, t_rec: float) -> None:
+        from geoloc_ros.nodes.common import stamp_to_s
+        self.pending.append((stamp_to_s(msg.header.stamp) + self.stamp_offset_s, t_rec, msg))
+
+    def add_pvt(self, msg) -> None:
+        from geoloc_ros.msgs import gnss_pvt_to_dict
+        d = gnss_pvt_to_dict(msg, self.leap_s)
+        self.pvt = [p for p in self.pvt if p[0] > d["t"] - 5.0] + [(d["t"], d["h_acc_m"], d["v_acc_m"])]
+
+    def ready(self, t_rec: float, flush: bool = False) -> list:
+        """Fixes to publish now (covariance filled where their PVT is known)."""
+        out, keep = [], []
+        for t_fix, t_in, msg in self.pending:
+            best = min(self.pvt, key=lambda p: abs(p[0] - t_fix), default=None)
+            if best is not None and abs(best[0] - t_fix) <= self.tol_s and best[1] > 0 and best[2] > 0:
+                h2 = best[1] ** 2 / 2.0
+                msg.position_covariance = [h2, 0.0, 0.0, 0.0, h2, 0.0, 0.0, 0.0, best[2] ** 2]
+                msg.position_covariance_type = 2  # COVARIANCE_TYPE_DIAGONAL_KNOWN
+                self.merged += 1
+                out.append(msg)
+            elif flush or t_rec - t_in > self.wait_s:
+                self.unmatched += 1
+                out.append(msg)
+            else:
+                keep.append((t_fix, t_in, msg))
+        self.pending = keep
+        return out
+
+
 class PlayStats:
     """Counts per output topic, and the topics skipped with why."""
 
@@ -146,6 +187,13 @@ def _routes(profile, bag_topics: dict, keep_names: bool) -> dict[str, tuple[str,
             out = topic  # not a role of the profile: keep its name
         routes[topic] = (out, normalize_msgtype(info.msgtype))
     return routes
+
+
+def _publish_gnss(msgs: list, pub_entry, stats: "PlayStats") -> None:
+    pub, _cls, out, _mt = pub_entry
+    for m in msgs:
+        pub.publish(m)
+        stats.published[out] = stats.published.get(out, 0) + 1
 
 
 def play(bag: str | Path, profile: str, rate: float = 1.0, loop: bool = False,
@@ -180,14 +228,28 @@ def play(bag: str | Path, profile: str, rate: float = 1.0, loop: bool = False,
             continue
         pubs[topic] = (node.create_publisher(cls, out, qos), cls, out, msgtype)
     clock_pub = node.create_publisher(Clock, "/clock", clock_qos) if clock else None
+    # a GNSS role whose covariance comes from a side channel rclpy cannot subscribe (u-blox PVT)
+    gspec = prof.roles.get("gnss")
+    pvt_spec = prof.roles.get(gspec.covariance_from) if gspec is not None and gspec.covariance_from else None
+    merger, pvt_topic = None, None
+    if pvt_spec is not None and pvt_spec.topic in info.topics and gspec.topic in pubs:
+        merger = GnssPvtMerger(gspec.stamp_offset_s, prof.leap_seconds)
+        pvt_topic = pvt_spec.topic
+        stats.skipped.pop(pvt_topic, None)
+        node.get_logger().info(f"{gspec.topic}: covariance filled from {pvt_topic} (h_acc, v_acc)")
+    read_topics = list(pubs) + ([pvt_topic] if pvt_topic else [])
     t_begin = info.start_s if start_s is None else start_s
     t_end = None if duration_s is None else t_begin + duration_s
     try:
         while True:
             wall0 = time.monotonic()
-            for topic, _mt, t_rec, msg in read_messages(bag, list(pubs), start_s=t_begin, end_s=t_end):
+            for topic, _mt, t_rec, msg in read_messages(bag, read_topics, start_s=t_begin, end_s=t_end):
                 if stop is not None and stop():
                     return stats
+                if topic == pvt_topic:
+                    merger.add_pvt(msg)
+                    _publish_gnss(merger.ready(t_rec), pubs[gspec.topic], stats)
+                    continue
                 pub, cls, out, msgtype = pubs[topic]
                 if rate > 0:
                     delay = (t_rec - t_begin) / rate - (time.monotonic() - wall0)
@@ -200,6 +262,10 @@ def play(bag: str | Path, profile: str, rate: float = 1.0, loop: bool = False,
                     node.get_logger().warning(f"{topic}: cannot convert a message: {e}",
                                               throttle_duration_sec=2.0)
                     continue
+                if merger is not None and topic == gspec.topic:
+                    merger.add_fix(m, t_rec)
+                    _publish_gnss(merger.ready(t_rec), pubs[topic], stats)
+                    continue
                 if clock_pub is not None:
                     c = Clock()
                     c.clock.sec = int(t_rec)
@@ -207,6 +273,8 @@ def play(bag: str | Path, profile: str, rate: float = 1.0, loop: bool = False,
                     clock_pub.publish(c)
                 pub.publish(m)
                 stats.published[out] = stats.published.get(out, 0) + 1
+            if merger is not None:
+                _publish_gnss(merger.ready(0.0, flush=True), pubs[gspec.topic], stats)
             if not loop:
                 return stats
             stats.loops += 1

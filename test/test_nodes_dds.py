@@ -176,7 +176,7 @@ def test_pose_arrives_in_map_near_truth(world):
     assert wait_for(lambda: w.stats("initialpose").accepted >= 1, 5.0), "initial pose not accepted"
     t = drive(w, t, T0 + 0.5 + DRIVE_S)
     assert wait_for(lambda: len(w.poses) > 50, 10.0), "no geoloc/pose"
-    assert wait_for(lambda: len(w.node.queue) == 0, 10.0)
+    assert wait_for(lambda: w.node.pending() == 0, 10.0)
     time.sleep(0.3)
     last = w.poses[-1]
     err, sig = check_pose(last)
@@ -204,7 +204,7 @@ def test_services_answer(world):
     w = world
     r = w.call("geoloc/global_localize")
     assert r.success is False and "no candidate" in r.message  # no map: no engine to run
-    assert wait_for(lambda: len(w.node.queue) == 0, 5.0)
+    assert wait_for(lambda: w.node.pending() == 0, 5.0)
 
 
 def test_malformed_burst_leaves_node_alive_and_correct(world):
@@ -237,7 +237,7 @@ def test_malformed_burst_leaves_node_alive_and_correct(world):
     n_before = len(w.poses)
     drive(w, t, t + 1.0)
     assert wait_for(lambda: len(w.poses) > n_before + 20, 10.0), "node stopped publishing"
-    assert wait_for(lambda: len(w.node.queue) == 0, 10.0)
+    assert wait_for(lambda: w.node.pending() == 0, 10.0)
     time.sleep(0.2)
     check_pose(w.poses[-1])
     # the rejections are in the diagnostics
@@ -252,14 +252,14 @@ def test_flood_keeps_the_queue_bounded_and_the_node_correct(world):
     n = 3000  # 0.3 s of IMU at 10 kHz (50x nominal), unpaced
     for i in range(n):
         w.pub_imu.publish(imu_msg(t + 0.01 + i * 1e-4))
-    assert wait_for(lambda: len(q) == 0, 30.0), "queue did not drain"
+    assert wait_for(lambda: w.node.pending() == 0, 30.0), "queue did not drain"
     assert q.high_water <= q.maxlen
     kv = {k.key: k.value for s in w.diags[-1].status if s.name == "geoloc: queue" for k in s.values}
     assert int(kv["capacity"]) == q.maxlen
     n_before = len(w.poses)
     drive(w, t + 0.01 + n * 1e-4, t + 1.5)
     assert wait_for(lambda: len(w.poses) > n_before + 20, 10.0), "node stopped publishing after the flood"
-    assert wait_for(lambda: len(q) == 0, 10.0)
+    assert wait_for(lambda: w.node.pending() == 0, 10.0)
     time.sleep(0.2)
     check_pose(w.poses[-1])
 
@@ -274,7 +274,7 @@ def test_backward_time_jump_resets_and_reset_service(world):
         w.pub_imu.publish(imu_msg(t + i * 0.01))
         time.sleep(0.001)
     assert wait_for(lambda: w.node.resets == resets + 1, 10.0), "time jump backwards did not reset"
-    assert wait_for(lambda: len(w.node.queue) == 0, 10.0)
+    assert wait_for(lambda: w.node.pending() == 0, 10.0)
     assert w.node._t_newest < T0 - 90.0, "the node did not follow the new time base"
     r = w.call("geoloc/reset")
     assert r.success and w.node.resets == resets + 2

@@ -31,7 +31,7 @@ from geoloc_ros.geometry import matrix_to_quat, quat_to_matrix, se3, se3_inverse
 from geoloc_ros.nodes.config import NodeConfig
 
 __all__ = [
-    "SENSOR_QOS", "OUTPUT_QOS", "declare_config", "stamp_to_s", "s_to_stamp", "pose_to_msg",
+    "SENSOR_QOS", "SENSOR_QOS_DEEP", "SENSOR_QOS_BULK", "OUTPUT_QOS", "declare_config", "stamp_to_s", "s_to_stamp", "pose_to_msg",
     "msg_to_pose", "estimate_to_pose_msg", "estimate_to_odometry", "PathBuilder",
     "candidates_to_pose_array", "candidate_to_fix_msg", "numpy_to_pointcloud2", "object_map_markers", "objects_to_markers", "validate_event",
     "EventQueue", "ComponentStats", "Diagnostics", "TfBroadcaster", "guarded",
@@ -41,6 +41,14 @@ __all__ = [
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
                         reliability=ReliabilityPolicy.BEST_EFFORT,
                         durability=DurabilityPolicy.VOLATILE)
+# High-rate small messages (IMU, wheel, GNSS): deeper, so an executor stall does not drop them.
+SENSOR_QOS_DEEP = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=400,
+                             reliability=ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.VOLATILE)
+# Large messages (clouds, images): shallow, the newest matter.
+SENSOR_QOS_BULK = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                             reliability=ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.VOLATILE)
 # Outputs: reliable, depth 10.
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                         reliability=ReliabilityPolicy.RELIABLE,

@@ -15,6 +15,8 @@ class NodeConfig:
                                  "(CompressedImage), 'raw' (Image) or 'auto' (the profile's type)")
     queue_size: int = param(400, "bounded input queue; under a flood the oldest events are dropped "
                             "with a counted warning")
+    reorder_window_s: float = param(0.05, "events wait this long after arrival so that those of "
+                                    "different topics reach the pipeline in stamp order", "s")
     publish_period_s: float = param(0.02, "minimum time between geoloc/pose, geoloc/odometry and TF "
                                     "messages (0: every estimate)", "s")
     scan_viz_period_s: float = param(0.5, "minimum time between geoloc/scan messages (the current "

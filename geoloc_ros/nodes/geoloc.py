@@ -17,6 +17,7 @@ Services: ``geoloc/global_localize`` (std_srvs/Trigger), ``geoloc/reset`` (std_s
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import sys
 import threading
@@ -36,7 +37,7 @@ from visualization_msgs.msg import MarkerArray
 
 from geoloc_ros import events as ev
 from geoloc_ros.geometry import se2_from_matrix, transform_points
-from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, Diagnostics, EventQueue, PathBuilder,
+from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, SENSOR_QOS_BULK, SENSOR_QOS_DEEP, Diagnostics, EventQueue, PathBuilder,
                                      TfBroadcaster, T_odom_base_of, candidates_to_pose_array, estimate_to_odometry,
                                      estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
                                      object_map_markers)
@@ -125,6 +126,7 @@ class GeolocNode(Node):
         self._t_newest = -math.inf             # newest accepted event stamp (s)
         self._stale_run: list[float] = []      # stamps of consecutive stale events
         self._clock_last: float | None = None
+        self._backlog = 0
         self._last_pub_wall = 0.0
         self._last_path_wall = 0.0
         self._last_cand_id = {"bev": None, "objects": None}
@@ -153,18 +155,19 @@ class GeolocNode(Node):
         else:
             compressed = self._compressed_images()
             img_type = CompressedImage if compressed else Image
-            self._sub("points", PointCloud2, "points", self.decoder.points)
+            self._sub("points", PointCloud2, "points", self.decoder.points, qos=SENSOR_QOS_BULK)
             self._sub_livox()
-            self._sub("camera", img_type, "camera/image", lambda m: self.decoder.image(m, compressed))
+            self._sub("camera", img_type, "camera/image", lambda m: self.decoder.image(m, compressed),
+                      qos=SENSOR_QOS_BULK)
             self.create_subscription(img_type, "camera/depth", guarded(
                 self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.depth(m, compressed))),
-                SENSOR_QOS)
+                SENSOR_QOS_BULK)
             self.create_subscription(CameraInfo, "camera/camera_info", guarded(
                 self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.camera_info(m))),
                 SENSOR_QOS)
-        self._sub("imu", Imu, "imu", self.decoder.imu)
-        self._sub("wheel_odom", Odometry, "wheel_odom", self.decoder.wheel)
-        self._sub("gnss/fix", NavSatFix, "gnss/fix", self.decoder.gnss)
+        self._sub("imu", Imu, "imu", self.decoder.imu, qos=SENSOR_QOS_DEEP)
+        self._sub("wheel_odom", Odometry, "wheel_odom", self.decoder.wheel, qos=SENSOR_QOS_DEEP)
+        self._sub("gnss/fix", NavSatFix, "gnss/fix", self.decoder.gnss, qos=SENSOR_QOS_DEEP)
         self._sub("initialpose", PoseWithCovarianceStamped, "initialpose",
                   lambda m: self.decoder.initialpose(m, cfg.map_frame), qos=FIX_QOS)
 
@@ -229,25 +232,52 @@ class GeolocNode(Node):
                                        "CustomMsg) is not subscribed; use PointCloud2 on 'points' "
                                        "(geoloc play converts)")
                 return
-        self._sub("points", CustomMsg, "points_livox", self.decoder.livox)
+        self._sub("points", CustomMsg, "points_livox", self.decoder.livox, qos=SENSOR_QOS_BULK)
 
     # ---- processing thread -----------------------------------------------------------------
     def _work(self) -> None:
+        """Drain the queue into a stamp-ordered buffer and process what has waited
+        ``node.reorder_window_s``: topics are delivered independently, so events that arrive
+        close together are handed to the pipeline in stamp order, not arrival order."""
+        heap: list = []
+        seq = 0
+        window = self.ncfg.reorder_window_s
         while self._running:
-            item = self.queue.get(0.1)
-            if item is None:
-                continue
-            name, e, t_rx = item
-            try:
-                self._process(name, e, t_rx)
-            except Exception as ex:  # noqa: BLE001 - the pipeline must not take the node down
-                self.diag[name].reject("pipeline_error")
-                self.get_logger().error(f"pipeline failed on {type(e).__name__}: "
-                                        f"{type(ex).__name__}: {ex}", throttle_duration_sec=2.0)
+            item = self.queue.get(0.02 if heap else 0.1)
+            self._backlog = len(heap) + (item is not None)
+            while item is not None:
+                name, e, t_rx = item
+                heapq.heappush(heap, (e.t, seq, item))
+                seq += 1
+                item = self.queue.get(0.0) if len(self.queue) else None
+            while len(heap) > self.queue.maxlen:      # bounded: drop the oldest stamps, counted
+                heapq.heappop(heap)
+                self.queue.dropped += 1
+                self.diag["queue"].reject("dropped_oldest")
+            now = time.monotonic()
+            self._backlog = len(heap)
+            while heap and (now - heap[0][2][2] >= window or not self._running):
+                name, e, t_rx = heapq.heappop(heap)[2]
+                self._backlog = len(heap) + 1
+                try:
+                    self._process(name, e, t_rx)
+                except Exception as ex:  # noqa: BLE001 - the pipeline must not take the node down
+                    self.diag[name].reject("pipeline_error")
+                    self.get_logger().error(f"pipeline failed on {type(e).__name__}: "
+                                            f"{type(ex).__name__}: {ex}", throttle_duration_sec=2.0)
+                now = time.monotonic()
+            self._backlog = len(heap)
+
+    def pending(self) -> int:
+        """Events received and not yet processed (queue + reorder buffer)."""
+        return len(self.queue) + self._backlog
 
     def _process(self, name: str, e, t_rx: float) -> None:
         stats = self.diag[name]
-        max_age = self.cfg.max_msg_age_s
+        # older than this behind the newest: dropped as stale; kept under the pipeline's own
+        # time-jump reset threshold so that a late message never resets the filter
+        max_age = min(self.cfg.max_msg_age_s,
+                      0.9 * float(getattr(self.localizer, "time_jump_reset_s", 1.0)))
         if isinstance(e, ev.PoseFixEvent) and e.source == "initialpose" and math.isfinite(self._t_newest) \
                 and abs(e.t - self._t_newest) > max_age:
             e.t = self._t_newest  # RViz stamps with its own clock; the operator means "now"
@@ -347,8 +377,11 @@ class GeolocNode(Node):
 
     def _on_timer(self) -> None:
         self._update_engine_diag()
+        self._timer_ticks = getattr(self, "_timer_ticks", 0) + 1
+        if self._timer_ticks % 5 == 0:  # late RViz subscribers get the map objects too
+            self._publish_objects()
         q = self.diag["queue"]
-        q.values.update({"size": len(self.queue), "capacity": self.queue.maxlen,
+        q.values.update({"size": self.pending(), "capacity": self.queue.maxlen,
                          "high_water": self.queue.high_water, "dropped": self.queue.dropped})
         q.level = DiagnosticStatus.WARN if self.queue.dropped else DiagnosticStatus.OK
         q.message = f"dropped {self.queue.dropped} under load" if self.queue.dropped else "ok"
