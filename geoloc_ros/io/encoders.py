@@ -194,19 +194,21 @@ def encode_compressed_image(ts, t_s: float, frame_id: str, rgb: np.ndarray, fmt:
         img.save(bio, format="JPEG", quality=quality)
         f = "rgb8; jpeg compressed bgr8"
     else:
-        img.save(bio, format="PNG")
+        img.save(bio, format="PNG", compress_level=1)
         f = "rgb8; png compressed bgr8"
     return _T(ts, "sensor_msgs/msg/CompressedImage")(
         header=encode_header(ts, t_s, frame_id), format=f, data=np.frombuffer(bio.getvalue(), np.uint8))
 
 
-def encode_compressed_depth(ts, t_s: float, frame_id: str, depth_m: np.ndarray, depth_scale_m: float = 0.001):
-    """compressedDepth (16UC1, mm): 12-byte header (format 0, quantization 0, 0) + 16-bit PNG."""
+def encode_compressed_depth(ts, t_s: float, frame_id: str, depth_m: np.ndarray, depth_scale_m: float = 0.001,
+                            png_level: int = 1):
+    """compressedDepth (16UC1, mm): 12-byte header (format 0, quantization 0, 0) + 16-bit PNG.
+    ``png_level`` 1 is ~7x faster than PIL's default 6 for ~8 % more bytes."""
     from PIL import Image
     d = np.nan_to_num(np.asarray(depth_m, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     mm = np.clip(np.round(d / depth_scale_m), 0, 65535).astype(np.uint16)
     bio = io.BytesIO()
-    Image.fromarray(mm).save(bio, format="PNG")
+    Image.fromarray(mm).save(bio, format="PNG", compress_level=png_level)
     head = np.array([0], "<i4").tobytes() + np.array([0.0, 0.0], "<f4").tobytes()
     return _T(ts, "sensor_msgs/msg/CompressedImage")(
         header=encode_header(ts, t_s, frame_id), format="16UC1; compressedDepth png",

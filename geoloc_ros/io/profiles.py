@@ -8,7 +8,8 @@ malformed field is a :class:`ProfileError` naming the file and the field.
 YAML layout::
 
     name: my_robot
-    ros_version: 2                  # 1 (.bag) or 2 (.db3/.mcap)
+    ros_version: 2                  # format BagWriter writes: 1 (.bag) or 2 (.db3/.mcap);
+                                    # reading detects the format from the file either way
     description: free text
     leap_seconds: 18                # GPS - UTC, for GPS-time stamps / GPS week-tow
     roles:
