@@ -333,32 +333,33 @@ def rgbd(world: World, traj: Trajectory, rate_hz: float | None = None, T_base_se
     z_per_range = (1.0 / np.linalg.norm(d_cam, axis=1)).astype(np.float32)
     d_cam *= z_per_range[:, None]
     sun = np.array([0.4, 0.3, 0.866], np.float32)
-    colours = world.colour_table().astype(np.float32)
-    sky = (SKY_RGB * 255.0).astype(np.float32)
+    # row -1 (a miss) is the sky; the ground (row 0) is coloured per triangle below
+    colours = np.vstack([world.colour_table(), SKY_RGB]).astype(np.float32) * 255.0
+    npx = K.width * K.height
+    # noise banks drawn once; each frame reads them at a random offset (cheap, deterministic)
+    rgb_noise = rng.integers(-2, 3, 2 * npx * 3, dtype=np.int8).astype(np.float32)
+    z_noise = rng.standard_normal(2 * npx, dtype=np.float32)
     for t in _frame_times(traj, rate_hz):
         T_wc = traj.poses(t) @ T_bc
         dirs = np.einsum("ij,kj->ik", d_cam, T_wc[:3, :3].astype(np.float32))  # no BLAS: (N,3)@(3,3)
         h = world.cast(T_wc[:3, 3], dirs)
-        hit = np.isfinite(h.range_m)
-        oid = h.obj_id[hit]
-        base = colours[oid]
-        g = oid == 0
-        base[g] = world.ground_rgb(h.prim_id[hit][g])
-        n = h.normal[hit]
-        facing = np.where(np.einsum("ij,ij->i", n, dirs[hit]) > 0, -1.0, 1.0).astype(np.float32)
-        shade = 0.45 + 0.55 * np.clip(facing * np.einsum("ij,j->i", n, sun), 0.0, 1.0)
-        rgb = np.empty((len(hit), 3), np.float32)
-        rgb[:] = sky
-        rgb[hit] = base * (255.0 * shade)[:, None]
-        rgb += rng.integers(-2, 3, rgb.shape, dtype=np.int8)
+        miss = h.obj_id < 0
+        rgb = colours[h.obj_id]
+        g = np.flatnonzero(h.obj_id == 0)
+        rgb[g] = world.ground_rgb(h.prim_id[g]) * 255.0
+        cos_sun = np.einsum("ij,j->i", h.normal, sun)
+        cos_sun *= np.where(np.einsum("ij,ij->i", h.normal, dirs) > 0, -1.0, 1.0).astype(np.float32)
+        shade = 0.45 + 0.55 * np.clip(cos_sun, 0.0, 1.0)
+        shade[miss] = 1.0
+        rgb *= shade[:, None]
+        k = int(rng.integers(0, npx))
+        rgb += rgb_noise[3 * k:3 * (k + npx)].reshape(-1, 3)
         img = np.clip(rgb, 0, 255).astype(np.uint8)
-        z = np.zeros(len(hit), np.float32)
-        zh = h.range_m[hit] * z_per_range[hit]
-        zh += rng.standard_normal(len(zh), dtype=np.float32) * np.float32(cfg.depth_sigma_rel) * zh * zh
-        zh[(zh > cfg.camera_max_depth_m) | (zh <= 0)] = 0.0
-        z[hit] = zh
-        inst = np.zeros(len(hit), np.int32)
-        inst[hit] = oid
+        z = np.where(miss, np.float32(0.0), h.range_m * z_per_range)
+        k = int(rng.integers(0, npx))
+        z += z_noise[k:k + npx] * np.float32(cfg.depth_sigma_rel) * z * z
+        z[(z > cfg.camera_max_depth_m) | (z <= 0)] = 0.0
+        inst = np.maximum(h.obj_id, 0)
         yield ImageEvent(t=float(t), rgb=img.reshape(K.height, K.width, 3), depth_m=z.reshape(K.height, K.width),
                          instance=inst.reshape(K.height, K.width), intrinsics=K, frame_id=frame_id,
                          T_base_sensor=T_bc.copy())
