@@ -6,7 +6,12 @@
    (3-point, 0.5 m, on each object's nearest neighbour in shape/appearance; ``ransac_k3``: on its
    3 nearest) and plain CLIPPER on the same pairs.
    Success = accepted with error < 1 m and < 5 deg (``success_loose``: 5 m / 10 deg);
-   precision = correct / accepted; NEES of the 4-DoF covariance (x, y, z, yaw) on accepted fixes.
+   precision = correct / accepted, where the accepted include fixes on *negative* pairs (query
+   from another scene: ``false_accept_rate``); NEES of the 4-DoF covariance (x, y, z, yaw) on
+   accepted fixes (4 when the covariance tells the truth).
+3. The engine end to end (``engine.*``): an object map built from synthetic LiDAR sweeps of a
+   mapping drive; ObjectLocalizer on a drive the opposite way (odom frame unknown to it), and on
+   a drive through another scene (every fix there is a false one).
 2. CLIPPER solver vs the original C++ on ../shared/reference/clipper (same u0 -> same nodes),
    affinity-build and solve times for 100, 500, 1600 candidates (50 % outliers, medians).
 """
@@ -62,15 +67,26 @@ def run_pairs(n_seeds: int, cfg: ObjectsConfig) -> tuple[dict, list]:
                         row.update(err_m=et, err_deg=ey,
                                    nees=float(e @ np.linalg.solve(r.cov4, e)))
                     rows.append(row)
+    # negative pairs: the query comes from another scene - any accepted fix is wrong
+    for seed in range(n_seeds):
+        a = synth.make_pair(30_000 + seed, "same", 0.0)
+        b = synth.make_pair(40_000 + seed, synth.VIEWS[seed % 3], 0.2)
+        for name, fn in METHODS.items():
+            r = fn(b.query, a.target, cfg)
+            rows.append({"method": name, "view": "none", "change": 0.2, "ok": r.ok, "err_m": np.inf,
+                         "err_deg": np.inf, "nees": np.nan, "n_assoc": r.n_assoc})
     return _summarise(rows), rows
 
 
 def _summarise(rows: list[dict]) -> dict:
     m: dict[str, float] = {}
     for name in METHODS:
-        R = [r for r in rows if r["method"] == name]
+        neg = [r for r in rows if r["method"] == name and r["view"] == "none"]
+        m[f"{name}.false_accept_rate"] = np.mean([r["ok"] for r in neg]) if neg else float("nan")
+        R = [r for r in rows if r["method"] == name and r["view"] != "none"]
         acc = [r for r in R if r["ok"]]
         good = [r for r in acc if r["err_m"] < 1.0 and r["err_deg"] < 5.0]
+        n_false = sum(r["ok"] for r in neg)
         for view in synth.VIEWS:
             V = [r for r in R if r["view"] == view]
             m[f"{name}.success.{view}"] = np.mean([r["ok"] and r["err_m"] < 1 and r["err_deg"] < 5 for r in V])
@@ -81,7 +97,8 @@ def _summarise(rows: list[dict]) -> dict:
                     [r["ok"] and r["err_m"] < 1 and r["err_deg"] < 5 for r in C])
         m[f"{name}.success.all"] = len(good) / max(1, len(R))
         m[f"{name}.accepted_rate"] = len(acc) / max(1, len(R))
-        m[f"{name}.precision"] = len(good) / len(acc) if acc else float("nan")
+        # precision over every accepted fix, the negative pairs' included
+        m[f"{name}.precision"] = len(good) / (len(acc) + n_false) if acc or n_false else float("nan")
         m[f"{name}.median_err_m"] = float(np.median([r["err_m"] for r in acc])) if acc else float("nan")
         m[f"{name}.median_err_deg"] = float(np.median([r["err_deg"] for r in acc])) if acc else float("nan")
         m[f"{name}.worst_accepted_error_m"] = float(max([r["err_m"] for r in acc], default=0.0))
@@ -150,6 +167,56 @@ def run_gravity_timing(cfg: ObjectsConfig) -> dict:
             "gravity_candidates.pair": float(len(A))}
 
 
+def run_engine(cfg: ObjectsConfig, quick: bool) -> dict:
+    from geoloc_ros.events import CandidateStatus, ScanEvent
+    from geoloc_ros.geometry import rot_z, se3
+    from geoloc_ros.objects.engine import ObjectLocalizer
+    from geoloc_ros.objects.map import ObjectMapBuilder
+
+    rng = np.random.default_rng(0)
+    m: dict[str, float] = {}
+    scenes = (3,) if quick else (3, 5)
+    fixes, good, false_fix, queries, errs, nees, t_step = 0, 0, 0, 0, [], [], []
+    for s in scenes:
+        sc = synth.make_scene(s)
+        b = ObjectMapBuilder(cfg)
+        for i, x in enumerate(np.arange(-32.0, 33.0, 2.0)):
+            T = se3(rot_z(0.0), [x, 0.5, 0.0])
+            b.add_scan(ScanEvent(float(i), synth.lidar_scan(sc, T, rng)), T)
+        om = b.finish()
+        for scene_q, expect in ((sc, True), (synth.make_scene(100 + s), False)):
+            eng = ObjectLocalizer(cfg, om)
+            T_map_odom = se3(rot_z(2.0), [5.0, -3.0, 0.0])
+            for i, x in enumerate(np.arange(30.0, -31.0, -2.0)):
+                T_mb = se3(rot_z(np.pi), [x, -0.5, 0.0])
+                eng.add_scan(ScanEvent(100.0 + i, synth.lidar_scan(scene_q, T_mb, rng)),
+                             se3_inverse(T_map_odom) @ T_mb)
+                t0 = time.perf_counter()
+                c = eng.step()
+                if c is None:
+                    continue
+                t_step.append(time.perf_counter() - t0)
+                queries += expect
+                if c.status != CandidateStatus.OK:
+                    continue
+                if not expect:
+                    false_fix += 1
+                    continue
+                fixes += 1
+                e, et, ey = _pose_error(c.T_map_base, T_mb)
+                errs.append(et)
+                good += et < 1.0 and ey < 5.0
+                nees.append(float(e @ np.linalg.solve(c.cov6[np.ix_([0, 1, 2, 5], [0, 1, 2, 5])], e)))
+    m["engine.queries"] = float(queries)
+    m["engine.fix_rate.opposite"] = fixes / max(1, queries)
+    m["engine.success.opposite"] = good / max(1, queries)
+    m["engine.worst_error_m"] = float(max(errs, default=0.0))
+    m["engine.false_fixes_other_scene"] = float(false_fix)
+    m["engine.nees_mean"] = float(np.mean(nees)) if nees else float("nan")
+    m["engine.step_ms_median"] = float(np.median(t_step) * 1e3) if t_step else float("nan")
+    return m
+
+
 def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.time()
@@ -158,6 +225,7 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
     metrics, rows = run_pairs(n_seeds, cfg)
     metrics.update(run_reference(quick))
     metrics.update(run_gravity_timing(cfg))
+    metrics.update(run_engine(cfg, quick))
     metrics["pairs_per_cell"] = float(n_seeds)
 
     table = []
@@ -165,9 +233,10 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
         table.append([name] + [metrics[f"{name}.success.{v}"] for v in synth.VIEWS]
                      + [metrics[f"{name}.success_loose.opposite"], metrics[f"{name}.precision"],
                         metrics[f"{name}.median_err_m"], metrics[f"{name}.median_err_deg"],
-                        metrics[f"{name}.worst_accepted_error_m"], metrics[f"{name}.nees_mean"]])
+                        metrics[f"{name}.worst_accepted_error_m"], metrics[f"{name}.nees_mean"],
+                        metrics[f"{name}.false_accept_rate"]])
     print_table(["method", "same", "perp", "opposite", "opp 5m/10d", "precision", "med m", "med deg",
-                 "worst m", "NEES(4)"], table,
+                 "worst m", "NEES(4)", "false acc"], table,
                 title=f"object submap alignment: success (<1 m, <5 deg), {n_seeds} pairs x 3 changes per view")
     table = []
     for name in METHODS:
@@ -180,6 +249,12 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
         print_table(["candidates", "affinity ms", "solve ms", "C++ aff ms", "C++ solve ms", "ratio"], table,
                     title=f"CLIPPER vs original C++: same nodes on {metrics['clipper_ref.same_nodes_rate']:.0%} "
                           f"of {int(metrics['clipper_ref.problems'])} reference problems")
+    print_table(["queries", "fix rate", "success", "worst m", "false fixes (other scene)", "NEES(4)", "step ms"],
+                [[int(metrics["engine.queries"]), metrics["engine.fix_rate.opposite"],
+                  metrics["engine.success.opposite"], metrics["engine.worst_error_m"],
+                  int(metrics["engine.false_fixes_other_scene"]), metrics["engine.nees_mean"],
+                  metrics["engine.step_ms_median"]]],
+                title="ObjectLocalizer end to end: synthetic LiDAR, driving the mapped street the opposite way")
     cmd = "geoloc bench objects" + (" --quick" if quick else "")
     secs = time.time() - t0
     write_result("objects", metrics, cmd, secs, out_dir)
