@@ -170,6 +170,9 @@ def main(argv=None) -> int:
     except tuple(known) as e:
         print(f"geoloc {args.cmd}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `geoloc ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ Nothing here imports ROS; ``geoloc_ros.nodes`` and ``geoloc replay`` both drive 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -39,12 +40,31 @@ class EngineStats:
     no_fix_reasons: dict = field(default_factory=lambda: defaultdict(int))
     latency_ms: dict = field(default_factory=lambda: defaultdict(list))
     last_candidate: Candidate | None = None
+    answers_t: list = field(default_factory=list)   # stamp of every query (s)
+    answers_T: list = field(default_factory=list)   # its pose, NaN when no fix (4x4)
+
+    def record(self, t: float, cand: Candidate | None, keep: int = 20000) -> None:
+        """Keep every query's answer (for scoring against ground truth)."""
+        ok = cand is not None and cand.status == CandidateStatus.OK and cand.T_map_base is not None
+        self.answers_t.append(float(t))
+        self.answers_T.append(np.asarray(cand.T_map_base, float) if ok else np.full((4, 4), np.nan))
+        if len(self.answers_t) > keep:
+            del self.answers_t[0], self.answers_T[0]
+
+    def fixes_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.answers_t)
+        return np.asarray(self.answers_t, float), np.asarray(self.answers_T, float).reshape(n, 4, 4)
 
     def add_latency(self, stage: str, ms: float, keep: int = 5000) -> None:
         lst = self.latency_ms[stage]
         lst.append(float(ms))
         if len(lst) > keep:
             del lst[: len(lst) - keep]
+
+
+def reason_key(reason: str) -> str:
+    """A reason without its numbers and details, so that counts group ("only 6 matches" ~ "only 9 matches")."""
+    return re.sub(r"\d+(\.\d+)?", "N", reason or "no fix").strip() or "no fix"
 
 
 def _candidate_to_fix(c: Candidate, t: float) -> PoseFixEvent:
@@ -189,6 +209,7 @@ class Localizer:
             self._offer(cands[0], scan.t, "bev")
         else:
             st.queries += 1
+            st.record(scan.t, None)
             st.no_fix_reasons["no candidate"] += 1
         return cands
 
@@ -197,8 +218,9 @@ class Localizer:
         st = self.stats[source]
         st.queries += 1
         st.last_candidate = cand
+        st.record(t, cand)
         if cand.status != CandidateStatus.OK or cand.T_map_base is None:
-            st.no_fix_reasons[cand.reason or "no fix"] += 1
+            st.no_fix_reasons[reason_key(cand.reason)] += 1
             return False
         st.fixes += 1
         cand.source = cand.source or source

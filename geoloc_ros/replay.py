@@ -69,6 +69,11 @@ class ReplayResult:
     stats: dict
     metrics: dict = field(default_factory=dict)
 
+    @property
+    def engine_fixes(self) -> dict:
+        """{engine: (t_s (K,), T_map_base (K,4,4))} of every global query, NaN pose = no fix."""
+        return {name: st.fixes_arrays() for name, st in self.stats.items() if st.answers_t}
+
     def summary(self) -> str:
         lines = [f"replayed {self.bag}: {self.n_events} events, {self.bag_s:.1f} s of data in "
                  f"{self.wall_s:.1f} s ({self.bag_s / max(self.wall_s, 1e-9):.1f}x real time), "
@@ -140,6 +145,5 @@ def evaluate_log(elog: EstimateLog, gt_tum) -> dict:
     a = elog.arrays()
     if len(a["t"]) == 0:
         return {"estimates": 0}
-    r = M.ate(a["t"], a["T"], gt_t, gt_T)
-    out = {"ate_rmse_m": float(r.rmse), "ate_max_m": float(r.max), "matched": int(r.n)}
-    return out
+    r = M.ate((a["t"], a["T"], a["cov6"]), (gt_t, gt_T))
+    return {"ate_rmse_m": float(r.rmse), "ate_max_m": float(r.max), "matched": int(r.n)}
