@@ -209,19 +209,17 @@ def solve(M: sp.spmatrix, u0: np.ndarray | None = None, params: SolverParams | N
     if u0 is None:
         u0 = np.random.default_rng(seed).random(m)
     u0 = np.asarray(u0, float)
-    # one sparse product gives both M u and C u: stack [M; C] (C = pattern of M)
-    C = M.copy()
-    C.data[:] = 1.0
-    MC = sp.vstack([M, C], format="csr")
+    # one pass over the graph gives both M u and C u (C = the pattern of M): the complex
+    # matrix M + iC, sharing M's index arrays; (a + ib) x = a x + i b x exactly in IEEE arithmetic
+    MC = sp.csr_matrix((M.data + 1j, M.indices, M.indptr), shape=M.shape, copy=False)
 
     def products(u):
         y = MC @ u
-        return y[:m], y[m:]          # M u, C u
+        return y.real, y.imag        # M u, C u
 
-    def grad(u, d):
-        Mu, Cu = products(u)
+    def grad(u, Mu, Cu, d):
         # (M + I) u - d (1 1^T - C - I) u
-        return Mu + u - d * (u.sum() - Cu - u), Mu, Cu
+        return Mu + u - d * (u.sum() - Cu - u)
 
     u = (M @ u0 + u0) if p.rescale_u0 else u0.copy()
     nrm = np.linalg.norm(u)
@@ -231,7 +229,7 @@ def solve(M: sp.spmatrix, u0: np.ndarray | None = None, params: SolverParams | N
     u = u / nrm
 
     d = 0.0
-    Mu, Cu = products(u)
+    Mu, Cu = products(u)             # always the products of the current u
     Cbu = u.sum() - Cu - u
     idx = (Cbu > p.eps) & (u > p.eps)
     if idx.any():
@@ -241,7 +239,7 @@ def solve(M: sp.spmatrix, u0: np.ndarray | None = None, params: SolverParams | N
     i = 0
     n_steps = 0
     for i in range(p.maxoliters):
-        gradF, _, _ = grad(u, d)
+        gradF = grad(u, Mu, Cu, d)
         F = float(u @ gradF)
         for _ in range(p.maxiniters):
             alpha = 1.0
@@ -250,7 +248,8 @@ def solve(M: sp.spmatrix, u0: np.ndarray | None = None, params: SolverParams | N
                 np.maximum(unew, 0.0, out=unew)
                 nn = np.linalg.norm(unew)
                 unew = unew / nn if nn > 0 else unew
-                gradFnew, _, _ = grad(unew, d)
+                Mun, Cun = products(unew)
+                gradFnew = grad(unew, Mun, Cun, d)
                 Fnew = float(unew @ gradFnew)
                 deltaF = Fnew - F
                 n_steps += 1
@@ -259,10 +258,9 @@ def solve(M: sp.spmatrix, u0: np.ndarray | None = None, params: SolverParams | N
                 else:
                     break
             deltau = float(np.linalg.norm(unew - u))
-            F, u, gradF = Fnew, unew, gradFnew
+            F, u, gradF, Mu, Cu = Fnew, unew, gradFnew, Mun, Cun
             if deltau < p.tol_u or abs(deltaF) < p.tol_F:
                 break
-        Mu, Cu = products(u)
         Cbu = u.sum() - Cu - u
         idx = (Cbu > p.eps) & (u > p.eps)
         if idx.any():
