@@ -9,7 +9,6 @@ names, dotted (``bev.crop_m``), are the ROS parameters of the nodes and the keys
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,9 @@ import yaml
 
 __all__ = ["param", "GeolocConfig", "ConfigError", "flatten", "unflatten", "load_config",
            "config_from_flat", "describe", "default_yaml"]
+
+
+NODE_SECTION = "node"  # parameters of the ROS 2 doors only, ignored by the core
 
 
 class ConfigError(ValueError):
@@ -178,7 +180,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             doc = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        block = _params_block(doc, str(p))
+        block = dict(_params_block(doc, str(p)))
+        block.pop(NODE_SECTION, None)  # the ROS doors' own parameters (geoloc_ros.nodes.config)
+        for k in [k for k in block if k.startswith(NODE_SECTION + ".")]:
+            block.pop(k)
         # accept both nested mappings and dotted keys
         flat: dict[str, Any] = {}
         for k, v in block.items():
@@ -207,11 +212,21 @@ def flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def default_yaml(cfg: GeolocConfig | None = None, node: str = "/**") -> str:
-    """A ROS 2 params file with every parameter, its meaning, unit and default as a comment."""
+def default_yaml(cfg: GeolocConfig | None = None, node: str = "/**", extra: dict | None = None) -> str:
+    """A ROS 2 params file with every parameter, its meaning, unit and default as a comment.
+
+    ``extra``: further sections {name: dataclass instance}, e.g. the nodes' own ``node`` section.
+    """
     cfg = cfg or GeolocConfig()
     flat, docs = flatten(cfg), describe(cfg)
-    lines = [f"{node}:", "  ros__parameters:"]
+    for name, sec in (extra or {}).items():
+        flat.update(flatten(sec, name + "."))
+        docs.update(describe(sec, name + "."))
+    lines = ["# geoloc_ros parameters: every parameter of the nodes, with its meaning, unit and default.",
+             "# Generated from the typed defaults (python -m geoloc_ros.config > config/geoloc.yaml);",
+             "# a test checks that this file, the nodes' declared parameters and the core defaults agree.",
+             "# Use:  ros2 run geoloc_ros geoloc_node --ros-args --params-file config/geoloc.yaml",
+             f"{node}:", "  ros__parameters:"]
     section = None
     for key, value in flat.items():
         parts = key.split(".")
@@ -228,5 +243,6 @@ def default_yaml(cfg: GeolocConfig | None = None, node: str = "/**") -> str:
     return "\n".join(lines) + "\n"
 
 
-def type_hints_ok() -> bool:  # pragma: no cover - sanity helper for tests
-    return bool(typing.get_type_hints(GeolocConfig))
+if __name__ == "__main__":  # regenerate config/geoloc.yaml
+    from geoloc_ros.nodes.config import NodeConfig
+    print(default_yaml(extra={"node": NodeConfig()}), end="")

@@ -13,6 +13,7 @@ Nothing here imports ROS; ``geoloc_ros.nodes`` and ``geoloc replay`` both drive 
 """
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
@@ -84,13 +85,17 @@ class Localizer:
         (GNSS needs a datum: from the map, or ``datum``).
     datum : geoloc_ros.fusion.gnss.Datum or None
         Overrides the map's datum.
+    profile : geoloc_ros.io.profiles.Profile or None
+        The sensor profile; its GNSS antenna extrinsic becomes the filter's lever arm.
     """
 
-    def __init__(self, cfg: GeolocConfig | None = None, mapdir=None, datum=None):
+    def __init__(self, cfg: GeolocConfig | None = None, mapdir=None, datum=None, profile=None):
         from geoloc_ros.fusion.filter import FusionFilter
         from geoloc_ros.fusion.gnss import Datum
 
-        self.cfg = cfg or GeolocConfig()
+        self.cfg = copy.deepcopy(cfg) if cfg is not None else GeolocConfig()
+        if profile is not None and "gnss" in getattr(profile, "roles", {}):
+            self.cfg.fusion.gnss_lever_m = [float(x) for x in profile.roles["gnss"].T_base_sensor[:3, 3]]
         self.mapdir = mapdir
         if datum is None and mapdir is not None and mapdir.has("datum.json"):
             datum = Datum.load(mapdir)
@@ -149,7 +154,6 @@ class Localizer:
         else:
             raise TypeError(f"Localizer.process: unsupported event type {type(event).__name__}")
         if est is not None:
-            est.mode = self._mode(est)
             self.last_estimate = est
         return est
 
@@ -245,14 +249,6 @@ class Localizer:
             return float(d @ np.linalg.solve(S, d)) < gate_chi2
         except np.linalg.LinAlgError:
             return False
-
-    def _mode(self, est: PoseEstimate) -> str:
-        if est.mode == "not_localized":
-            return est.mode
-        accepted = self.stats["bev"].accepted + self.stats["objects"].accepted
-        has_global = accepted > 0 or (self.datum is not None and est.gnss_verdict is not None
-                                      and est.counters.get("gnss_used", 0) > 0)
-        return "localized" if has_global else "dead_reckoning"
 
     # ---- on demand -----------------------------------------------------------------------
     def global_localize(self) -> list[Candidate]:

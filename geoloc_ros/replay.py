@@ -98,7 +98,7 @@ def replay(bag, profile, map_dir=None, cfg: GeolocConfig | None = None, out_tum=
 
     prof = load_profile(profile) if isinstance(profile, (str, Path)) else profile
     mapdir = MapDir.open(map_dir) if map_dir else None
-    loc = localizer or Localizer(cfg or GeolocConfig(), mapdir)
+    loc = localizer or Localizer(cfg or GeolocConfig(), mapdir, profile=prof)
     elog = EstimateLog()
     n = 0
     t_first = t_last = None
