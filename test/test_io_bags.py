@@ -247,3 +247,17 @@ def test_wrong_or_unknown_message_type(tmp_path):
     assert [(i.topic, i.msgtype, i.count) for i in list_topics(bag)] == [("/weird", "foo_msgs/msg/Bar", 1)]
     with pytest.raises(BagError, match="/weird has message type foo_msgs/msg/Bar, which is unknown"):
         list(read_messages(bag))
+
+
+def test_out_of_order_stamps_are_sorted_or_counted_late(tmp_path):
+    from geoloc_ros.msgs import make_typestore
+    ts = make_typestore(1)
+    stamps = [0.00, 0.02, 0.01, 0.03, 0.04, 1.50, 0.035, 1.51]  # 0.01 within the window; 0.035 behind output
+    with BagWriter(tmp_path / "ooo.bag", "husky") as w:
+        for i, s in enumerate(stamps):
+            ev = ImuEvent(T0 + s, np.array([0, 0, 9.81]), np.zeros(3))
+            w.write_raw("/imu/data", "sensor_msgs/msg/Imu", T0 + 0.01 * i, E.encode_imu(ts, ev, "imu_link"))
+    st = AssemblerStats()
+    got = [e.t - T0 for e in read_events(w.path, "husky", roles=["imu"], stats=st, reorder_window_s=0.5)]
+    assert len(got) == len(stamps) and st.late == 1
+    assert got[:5] == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04], abs=1e-6)
