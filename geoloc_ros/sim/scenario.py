@@ -52,6 +52,7 @@ class Scenario:
     durations_s: dict
     change_fraction: float = 0.25     # of movable objects changed for loc_lateral
     camera_rate_hz: float | None = None  # RGB-D rate (None: SimConfig's 15 Hz; 0: no camera)
+    layouts: dict | None = None       # run -> bag layouts to write (None: both for every run)
 
 
 SCENARIOS = {
@@ -60,11 +61,13 @@ SCENARIOS = {
                                      "loc_lateral": 150.0}),
     # what `make demo` uses: same town, the mapping run drives the outer ring and part of the
     # cross (~ 550 m), localization runs 60 s; camera at 5 Hz to keep the demo short
+    # and only the bags the demo replays (geoloc_ros/demo.py DEMO_REPLAYS)
     "demo": Scenario("demo", 200.0, {"mapping": 190.0, "loc_same": 60.0, "loc_reverse": 60.0,
-                                     "loc_lateral": 60.0}, camera_rate_hz=5.0),
-    # very short runs for tests
+                                     "loc_lateral": 60.0}, camera_rate_hz=5.0,
+                     layouts={"mapping": ("m3dgr",), "loc_reverse": ("m3dgr",), "loc_lateral": ("oxford_spires",)}),
+    # very short runs for tests (one 240 m loop), camera at 5 Hz
     "tiny": Scenario("tiny", 100.0, {"mapping": 30.0, "loc_same": 20.0, "loc_reverse": 20.0,
-                                     "loc_lateral": 20.0}),
+                                     "loc_lateral": 20.0}, camera_rate_hz=5.0),
 }
 
 
@@ -296,30 +299,97 @@ def prepare(scenario: str | Scenario = "town", seed: int = 0, cfg: SimConfig | N
     return SimSetup(sc, cfg, world, changed, trajs, faults, make_datum(cfg))
 
 
+def _simulate_run(su: SimSetup, name: str, out: Path, seed: int, layouts, write_bags: bool, progress: bool,
+                  position: int = 0) -> dict:
+    """Simulate one run into ``out``; returns its manifest entry."""
+    from tqdm import tqdm
+    traj, cfg = su.runs[name], su.cfg
+    w = su.world_of(name)
+    w.scene  # noqa: B018 - build the ray-casting scene before the timing
+    faults = su.faults[name]
+    ex = _extrinsics(cfg)
+    truth: dict = {}
+    t_wall = time.time()
+    _write_gt(out / f"gt_{name}.tum", traj)
+    writers = _writers(out, name, layouts) if write_bags else {}
+    bar = tqdm(total=round(traj.duration_s, 1), desc=f"simulate {name}", unit="sim s", disable=not progress,
+               position=position, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim s [{elapsed}<{remaining}]")
+    counts: dict[str, int] = {}
+    try:
+        for wr in writers.values():
+            wr.__enter__()
+        last = traj.t0
+        odo = _WheelOdometry()
+        for layout, ev in run_events(w, traj, su.datum, faults, cfg=cfg, seed=seed, camera=cfg.camera_rate_hz > 0,
+                                     extrinsics=ex, truth=truth, layouts=layouts):
+            key = type(ev).__name__.replace("Sim", "") + ("" if layout == "both" else f"@{layout}")
+            counts[key] = counts.get(key, 0) + 1
+            extra = {"T_odom_base": odo.step(ev)} if isinstance(ev, WheelEvent) else {}
+            for lay in (LAYOUTS if layout == "both" else (layout,)):
+                if lay in writers:
+                    writers[lay].write(ev, **extra)
+            if ev.t - last >= 0.5:
+                bar.update(round(ev.t - last, 1))
+                last = ev.t
+        bar.update(max(0.0, round(traj.t1 - last, 1)))
+    finally:
+        bar.close()
+        for wr in writers.values():
+            wr.__exit__(None, None, None)
+    run_faults = [dict(f.to_dict(), run=name) for f in faults]
+    return {
+        "t_start": traj.t0, "t_end": traj.t1, "duration_s": traj.duration_s, "length_m": traj.length_m,
+        "world": "world_changed.json" if name == "loc_lateral" else "world.json",
+        "gt": f"gt_{name}.tum",
+        "bags": ({k: str(v.relative_to(out)) for k, v in _bag_paths(out, name, layouts).items()}
+                 if write_bags else {}),
+        "layouts": list(layouts) if write_bags else [],
+        "faults": run_faults, "message_counts": counts,
+        "truth": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in truth.items()},
+        "wall_s": round(time.time() - t_wall, 2),
+    }
+
+
+def _run_worker(args) -> tuple[str, dict]:
+    scenario, seed, cfg, duration_s, name, out, layouts, write_bags, progress, position = args
+    su = prepare(scenario, seed, cfg, duration_s)
+    return name, _simulate_run(su, name, Path(out), seed, layouts, write_bags, progress, position)
+
+
 def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Path = "sim_out",
              duration_s: float | None = None, progress: bool = True, runs: list[str] | None = None,
              cfg: SimConfig | None = None, write_bags: bool = True,
-             layouts: tuple[str, ...] = LAYOUTS) -> Path:
+             layouts: tuple[str, ...] | dict | None = None, workers: int | None = None) -> Path:
     """Simulate the scenario's runs and write bags, ground truth and the manifest; returns the
-    manifest path. ``duration_s`` caps each run; ``runs`` selects a subset of run names;
-    ``layouts`` the bag layouts (``m3dgr``, ``oxford_spires``) to write."""
-    from tqdm import tqdm
+    manifest path.
+
+    ``duration_s`` caps each run; ``runs`` selects a subset of run names; ``layouts`` the bag
+    layouts (``m3dgr``, ``oxford_spires``) to write, for all runs or as ``{run: layouts}``
+    (default: the scenario's choice, else both); ``workers`` processes simulate runs side by
+    side (default: up to 2, the output is the same for any number).
+    """
+    import os
     su = prepare(scenario, seed, cfg, duration_s)
-    sc, cfg, world, changed, trajs, datum = su.scenario, su.cfg, su.world, su.changed, su.runs, su.datum
-    camera = cfg.camera_rate_hz > 0
+    sc, cfg = su.scenario, su.cfg
     unknown = set(runs or []) - set(RUN_NAMES)
     if unknown:
         raise ValueError(f"unknown run(s) {sorted(unknown)}; known: {', '.join(RUN_NAMES)}")
     names = [r for r in RUN_NAMES if runs is None or r in runs]
+    layouts = layouts if layouts is not None else (sc.layouts or LAYOUTS)
+    per_run = {n: tuple(layouts.get(n, LAYOUTS)) if isinstance(layouts, dict) else tuple(layouts) for n in names}
+    for lay in per_run.values():
+        bad = set(lay) - set(LAYOUTS)
+        if bad:
+            raise ValueError(f"unknown layout(s) {sorted(bad)}; known: {', '.join(LAYOUTS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ex = _extrinsics(cfg)
-    (out / "world.json").write_text(json.dumps(world.to_dict()))
-    (out / "world_changed.json").write_text(json.dumps(changed.to_dict()))
+    (out / "world.json").write_text(json.dumps(su.world.to_dict()))
+    (out / "world_changed.json").write_text(json.dumps(su.changed.to_dict()))
     manifest = {
         "format": "geoloc_sim", "version": 1, "scenario": sc.name, "seed": int(seed), "world_seed": int(seed),
         "frames": {"world": "map", "body": "base_link", "note": "ground-truth world frame IS the map frame"},
-        "datum": datum.to_dict(),
+        "datum": su.datum.to_dict(),
         "datum_convention": "p_enu = Rz(yaw_rad) @ p_map; origin at (lat0_deg, lon0_deg, alt0_m) on WGS-84",
         "extrinsics": {lay: {r: T.tolist() for r, T in d.items()} for lay, d in ex.items()},
         "rates_hz": {"lidar": cfg.lidar_rate_hz, "imu": cfg.imu_rate_hz, "wheel": cfg.wheel_rate_hz,
@@ -328,54 +398,27 @@ def simulate(scenario: str | Scenario = "town", seed: int = 0, out_dir: str | Pa
         "imu_noise": {"acc_n": cfg.acc_n, "gyr_n": cfg.gyr_n, "acc_w": cfg.acc_w, "gyr_w": cfg.gyr_w,
                       "gravity_mps2": sensors.GRAVITY_MPS2},
         "sim_config": flatten(cfg),
-        "world_changes": changed.changes,
+        "world_changes": su.changed.changes,
         "runs": {}, "faults": [],
     }
-    for name in names:  # build the ray-casting scenes outside the timed loop
-        su.world_of(name).scene  # noqa: B018
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1, len(names))
     t_wall = time.time()
+    entries: dict[str, dict] = {}
+    if n_workers <= 1 or len(names) <= 1:
+        for name in names:
+            entries[name] = _simulate_run(su, name, out, seed, per_run[name], write_bags, progress)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        order = sorted(names, key=lambda n: -su.runs[n].duration_s)  # longest first
+        jobs = [(sc, seed, cfg, duration_s, n, str(out), per_run[n], write_bags, progress, i)
+                for i, n in enumerate(order)]
+        with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as ex_pool:
+            for name, entry in ex_pool.map(_run_worker, jobs):
+                entries[name] = entry
     for name in names:
-        traj = trajs[name]
-        w = su.world_of(name)
-        faults = su.faults[name]
-        truth: dict = {}
-        _write_gt(out / f"gt_{name}.tum", traj)
-        writers = _writers(out, name, layouts) if write_bags else {}
-        bar = tqdm(total=round(traj.duration_s, 1), desc=f"simulate {name}", unit="sim s", disable=not progress,
-                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim s [{elapsed}<{remaining}]")
-        counts: dict[str, int] = {}
-        try:
-            for wr in writers.values():
-                wr.__enter__()
-            last = traj.t0
-            odo = _WheelOdometry()
-            for layout, ev in run_events(w, traj, datum, faults, cfg=cfg, seed=seed, camera=camera,
-                                         extrinsics=ex, truth=truth, layouts=layouts):
-                key = type(ev).__name__.replace("Sim", "") + ("" if layout == "both" else f"@{layout}")
-                counts[key] = counts.get(key, 0) + 1
-                extra = {"T_odom_base": odo.step(ev)} if isinstance(ev, WheelEvent) else {}
-                for lay in (LAYOUTS if layout == "both" else (layout,)):
-                    if lay in writers:
-                        writers[lay].write(ev, **extra)
-                if ev.t - last >= 0.5:
-                    bar.update(round(ev.t - last, 1))
-                    last = ev.t
-            bar.update(max(0.0, round(traj.t1 - last, 1)))
-        finally:
-            bar.close()
-            for wr in writers.values():
-                wr.__exit__(None, None, None)
-        run_faults = [dict(f.to_dict(), run=name) for f in faults]
-        manifest["faults"] += run_faults
-        manifest["runs"][name] = {
-            "t_start": traj.t0, "t_end": traj.t1, "duration_s": traj.duration_s, "length_m": traj.length_m,
-            "world": "world_changed.json" if name == "loc_lateral" else "world.json",
-            "gt": f"gt_{name}.tum",
-            "bags": ({k: str(v.relative_to(out)) for k, v in _bag_paths(out, name, layouts).items()}
-                     if write_bags else {}),
-            "faults": run_faults, "message_counts": counts,
-            "truth": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in truth.items()},
-        }
+        manifest["runs"][name] = entries[name]
+        manifest["faults"] += entries[name]["faults"]
     manifest["wall_s"] = round(time.time() - t_wall, 2)
     path = out / "manifest.json"
     path.write_text(json.dumps(manifest, indent=1))
@@ -408,7 +451,7 @@ def sim_seconds_per_sim_second(sim_s: float = 10.0, seed: int = 0, write_bags: b
     if write_bags:
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             man = json.loads(simulate(sc, seed, tmp, progress=False, runs=["loc_same"], cfg=cfg).read_text())
-            res["sim.seconds_per_sim_second"] = man["wall_s"] / traj.duration_s
+            res["sim.seconds_per_sim_second"] = man["runs"]["loc_same"]["wall_s"] / traj.duration_s
     else:
         res["sim.seconds_per_sim_second"] = gen
     return res

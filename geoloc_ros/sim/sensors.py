@@ -157,8 +157,9 @@ def lidar_scans(world: World, traj: Trajectory, pattern: str = "mid360", rate_hz
     sweep = 1.0 / rate_hz
     rng = _rng(seed, "lidar" + pattern, traj)
     refl_tab = _reflectivity_table(world)
+    fixed = lidar_directions(pattern, 0.0, sweep, cfg) if pattern == "qt64" else None  # same every sweep
     for t in _frame_times(traj, rate_hz, sweep):
-        dirs_s, dt, ring = lidar_directions(pattern, t - traj.t0, sweep, cfg)
+        dirs_s, dt, ring = fixed if fixed is not None else lidar_directions(pattern, t - traj.t0, sweep, cfg)
         # poses at each distinct firing time (times quantised to 0.1 ms: <1 mm of motion)
         ut, inv = np.unique(np.floor(dt / _TIME_QUANTUM_S + 1e-6).astype(np.int64), return_inverse=True)
         ut = ut * _TIME_QUANTUM_S
