@@ -17,7 +17,7 @@ class FusionConfig:
     acc_noise: float = param(0.08, "accelerometer white-noise density", "m/s^2/sqrt(Hz)")
     gyr_noise: float = param(0.005, "gyro white-noise density", "rad/s/sqrt(Hz)")
     acc_bias_walk: float = param(0.002, "accelerometer bias random-walk density", "m/s^3/sqrt(Hz)")
-    gyr_bias_walk: float = param(5e-5, "gyro bias random-walk density", "rad/s^2/sqrt(Hz)")
+    gyr_bias_walk: float = param(1e-5, "gyro bias random-walk density", "rad/s^2/sqrt(Hz)")
     imu_max_dt_s: float = param(0.5, "IMU gap above which propagation is split/flagged", "s")
     imu_acc_max_mps2: float = param(160.0, "accelerometer samples above this norm are rejected", "m/s^2")
     imu_gyr_max_rps: float = param(35.0, "gyro samples above this norm are rejected", "rad/s")
@@ -25,7 +25,7 @@ class FusionConfig:
     init_vel_std_mps: float = param(0.3, "initial velocity standard deviation", "m/s")
     init_tilt_std_rad: float = param(0.03, "initial roll/pitch standard deviation", "rad")
     init_acc_bias_std: float = param(0.1, "initial accelerometer bias standard deviation", "m/s^2")
-    init_gyr_bias_std: float = param(0.005, "initial gyro bias standard deviation", "rad/s")
+    init_gyr_bias_std: float = param(0.002, "initial gyro bias standard deviation", "rad/s")
     init_min_gnss_span_m: float = param(6.0, "GNSS+motion heading: travelled span before init", "m")
     init_max_yaw_std_rad: float = param(0.12, "GNSS+motion heading accepted below this yaw std", "rad")
     init_from_gnss: bool = param(True, "initialize from GNSS plus motion heading")
@@ -48,7 +48,7 @@ class FusionConfig:
     gnss_lever_m: list = param([0.0, 0.0, 0.0], "GNSS antenna position in base_link", "m")
     gnss_use_altitude: bool = param(True, "use GNSS altitude (else horizontal only)")
     gnss_alt_gate_chi2: float = param(6.63, "altitude NIS over this (chi2 1 dof 99%): horizontal only", "")
-    gnss_cov_scale: float = param(4.0, "multiplier on the reported GNSS covariance: receivers report white noise, "
+    gnss_cov_scale: float = param(9.0, "multiplier on the reported GNSS covariance: receivers report white noise, "
                                   "their error is time-correlated (1 = trust as reported)", "")
     gnss_reset_after_s: float = param(30.0, "GNSS rejected by the NIS gate alone (no jump/drift/offset) for this "
                                       "long: the filter is lost, its position covariance is reset", "s")
@@ -59,10 +59,14 @@ class FusionConfig:
     gnss_nis_degraded: float = param(9.21, "horizontal NIS over this (chi2 2 dof 99%): DEGRADED", "")
     gnss_nis_reject: float = param(18.4, "horizontal NIS over this (chi2 2 dof 99.99%): REJECTED", "")
     gnss_degraded_scale: float = param(4.0, "variance inflation applied to DEGRADED epochs", "")
-    gnss_window_s: float = param(15.0, "window of the jump/drift check against dead reckoning", "s")
-    gnss_jump_m: float = param(3.0, "window displacement mismatch vs dead reckoning over this: REJECTED", "m")
+    gnss_window_s: float = param(20.0, "window of the jump/drift check against dead reckoning", "s")
+    gnss_jump_m: float = param(5.0, "short-window displacement mismatch vs dead reckoning over this: REJECTED", "m")
+    gnss_drift_window_s: float = param(60.0, "long window of the drift check against dead reckoning", "s")
+    gnss_drift_m: float = param(6.0, "long-window displacement mismatch vs dead reckoning over this: REJECTED", "m")
     gnss_jump_sigma: float = param(3.0, "... or over this many std of the window mismatch", "")
     gnss_recover_epochs: int = param(5, "consecutive consistent epochs to leave a jump/drift hold", "")
+    gnss_outage_grace_s: float = param(20.0, "after an outage this long, GNSS re-converges (NIS gate relaxed) "
+                                       "for half a window", "s")
     gnss_hold_max_s: float = param(60.0, "after this long in a jump/drift hold only the NIS gate decides", "s")
     gnss_offset_window: int = param(5, "global fixes averaged by the consistent-offset (spoof) check", "")
     gnss_offset_m: float = param(4.0, "mean GNSS-minus-fix offset over this: REJECTED (spoof/datum)", "m")

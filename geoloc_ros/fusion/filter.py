@@ -33,6 +33,8 @@ log = logging.getLogger("geoloc_ros.fusion")
 
 __all__ = ["FusionFilter"]
 
+_KINDS = ((ImuEvent, "imu"), (WheelEvent, "wheel"), (GnssEvent, "gnss"), (PoseFixEvent, "fix"))
+
 
 def _finite(*xs) -> bool:
     for x in xs:
@@ -106,7 +108,7 @@ class FusionFilter:
 
     def process(self, event):
         """Consume one event; return the newest estimate (None before initialization or on reject)."""
-        kind = {ImuEvent: "imu", WheelEvent: "wheel", GnssEvent: "gnss", PoseFixEvent: "fix"}.get(type(event))
+        kind = next((k for cls, k in _KINDS if isinstance(event, cls)), None)
         if kind is None:
             return self._reject("input", f"unsupported event type {type(event).__name__}")
         t = getattr(event, "t", None)
@@ -146,7 +148,8 @@ class FusionFilter:
 
     # ---- step 1-2: checks --------------------------------------------------------------------
     def _reject(self, kind: str, reason: str):
-        key = f"{kind}.rejected." + reason.split(" (")[0].split(":")[0]
+        head = reason.split(" (")[0].split(":")[0]
+        key = f"{kind}.rejected." + " ".join(w for w in head.split() if not any(c.isdigit() for c in w))
         self.counters[key] += 1
         self.counters[kind + ".rejected"] += 1
         self.reasons[kind] = reason
@@ -208,14 +211,16 @@ class FusionFilter:
             dt = t - self._odom_t
             if 0.0 < dt < 1.0:
                 kf = self.kf
-                if kf.initialized:
+                wheel_fresh = self.wheel_t is not None and t - self.wheel_t < 0.5
+                if wheel_fresh or not kf.initialized:   # independent of GNSS where wheels exist
+                    vx, vy = self.wheel_v, 0.0
+                    wz = gyr[2] if not kf.initialized else (kf.R @ (gyr - kf.bg))[2]
+                else:
                     yaw = np.arctan2(kf.R[1, 0], kf.R[0, 0])
                     c, s = np.cos(yaw), np.sin(yaw)
                     vx = c * kf.v[0] + s * kf.v[1]
                     vy = -s * kf.v[0] + c * kf.v[1]
                     wz = (kf.R @ (gyr - kf.bg))[2]
-                else:
-                    vx, vy, wz = self.wheel_v, 0.0, gyr[2]
                 th = self._odom[2] + 0.5 * wz * dt
                 c, s = np.cos(th), np.sin(th)
                 self._odom[0] += (c * vx - s * vy) * dt

@@ -222,16 +222,24 @@ class GnssMonitor:
         horizontal variance (m^2, default: from cov_map), yaw_std_rad the filter's yaw std.
         """
         cfg = self.cfg
+        if self.last_msg_t is not None and t - self.last_msg_t > cfg.gnss_outage_grace_s:
+            # back from a long outage: dead reckoning is what drifted, re-converge on GNSS
+            self.grace_until = t + cfg.gnss_window_s / 2
+            self.hold = False
         self.note_message(t)
         z_xy = np.asarray(z_map, float)[:2]
         var_h = float(cov_map[0, 0] + cov_map[1, 1])
         var_rep = var_h if var_h_reported is None else float(var_h_reported)
         checks = {"nis": nis, "var_h_m2": var_rep}
-        self.epochs.append((t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m)))
-        while self.epochs and self.epochs[0][0] < t - 3.0 * cfg.gnss_window_s:
+        self.epochs.append((t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m),
+                            np.asarray(R_map_odom_2d, float).copy()))
+        while self.epochs and self.epochs[0][0] < t - 2.5 * max(cfg.gnss_window_s, cfg.gnss_drift_window_s):
             self.epochs.popleft()
 
-        jump = self._window_check(t, var_h, R_map_odom_2d, yaw_std_rad, checks)
+        jump = (self._window_check(t, var_rep, R_map_odom_2d, yaw_std_rad, checks, cfg.gnss_window_s,
+                                   cfg.gnss_jump_m)
+                or self._window_check(t, var_rep, R_map_odom_2d, yaw_std_rad, checks,
+                                      cfg.gnss_drift_window_s, cfg.gnss_drift_m))
         if t < self.grace_until:
             jump = ""   # re-converging after a covariance reset: the filter's heading is suspect
         if jump and t - self.reject_since > cfg.gnss_hold_max_s:
@@ -279,10 +287,10 @@ class GnssMonitor:
         self.last = a
         return a
 
-    def _window_check(self, t, var_h, R_mo, yaw_std, checks) -> str:
-        """Reason string when the GNSS displacement over the window disagrees with odometry."""
+    def _window_check(self, t, var_h, R_mo, yaw_std, checks, W, floor_m) -> str:
+        """Reason string when the GNSS displacement over the last ``W`` seconds disagrees with
+        the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``."""
         cfg = self.cfg
-        W = cfg.gnss_window_s
         ref = None
         for e in self.epochs:          # oldest first: newest epoch at least W old
             if e[0] <= t - W:
@@ -293,14 +301,14 @@ class GnssMonitor:
             return ""
         cur = self.epochs[-1]
         d_gnss = cur[1] - ref[1]
-        d_odom = np.asarray(R_mo) @ (cur[2] - ref[2])
+        d_odom = ref[4] @ (cur[2] - ref[2])   # map<-odom of the reference: before a fault's pull
         mism = float(np.linalg.norm(d_gnss - d_odom))
         dist = cur[3] - ref[3]
         # two fixes' noise + odometry error growing with distance (2 %) + heading error
         sigma = np.sqrt(var_h + (0.02 * dist) ** 2 + (max(yaw_std, 0.0175) * dist) ** 2)
-        checks["window_mismatch_m"] = mism
-        checks["window_sigma_m"] = sigma
-        thr = max(cfg.gnss_jump_m, cfg.gnss_jump_sigma * sigma)
+        checks[f"window{W:.0f}_mismatch_m"] = mism
+        checks[f"window{W:.0f}_sigma_m"] = sigma
+        thr = max(floor_m, cfg.gnss_jump_sigma * sigma)
         if mism > thr:
             return (f"jump/drift: {mism:.1f} m mismatch vs dead reckoning over "
                     f"{t - ref[0]:.0f} s (> {thr:.1f} m)")
