@@ -234,8 +234,8 @@ def read_events(bag_path: str | Path, profile: str | Path | Profile, roles: Iter
         for conn, _t, raw in _iter_raw(r, p, conns, rs, re_):
             role = topic_role[conn.topic]
             try:
-                if conn.msgtype.endswith("/CustomMsg"):  # numpy fast path, same result
-                    msg = livox_from_raw(raw, ros_version)
+                if conn.msgtype.endswith("/CustomMsg") and (ros_version == 1 or bytes(raw[:2]) == b"\x00\x01"):
+                    msg = livox_from_raw(raw, ros_version)  # numpy fast path (little-endian), same result
                 else:
                     msg = _deserialize(r, p, conn, raw)
             except (BagError, DecodeError) as e:  # one corrupt message: skip it, say why
