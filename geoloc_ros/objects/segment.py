@@ -4,8 +4,9 @@ LiDAR (:class:`LidarSegmenter`), points already in base_link (z up):
 1. range crop, voxel down-sampling (``voxel_m``, open3d);
 2. ground removal: a local ground height per ``ground_cell_m`` cell (the lowest points of the
    3x3 neighbourhood of cells), points within ``ground_dist_m`` of it are ground;
-3. statistical outlier removal (open3d);
-4. DBSCAN clustering (open3d, ``cluster_eps_m``, ``cluster_min_points``);
+3. DBSCAN clustering (open3d, ``cluster_eps_m``, ``cluster_min_points``) of a ``cluster_voxel_m``
+   copy of the cloud, labels carried back to the 5 cm points;
+4. statistical outlier removal (open3d) per segment;
 5. size filters (:func:`keep_segment`): largest extent >= ``min_extent_m``, <= ``max_extent_m``,
    height >= ``min_height_m``,
    and large planar segments (walls) dropped.
@@ -30,6 +31,7 @@ import open3d as o3d
 import scipy.ndimage as ndi
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from geoloc_ros.events import CameraIntrinsics, ImageEvent, ScanEvent
 from geoloc_ros.geometry import se3_inverse, transform_points
@@ -130,18 +132,27 @@ class LidarSegmenter:
         P = P[remove_ground(P, cfg.ground_cell_m, cfg.ground_dist_m)]
         if len(P) < cfg.cluster_min_points:
             return []
-        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(P))
-        pc, _ = pc.remove_statistical_outlier(cfg.sor_neighbors, cfg.sor_std_ratio)
-        P = np.asarray(pc.points)
-        if len(P) < cfg.cluster_min_points:
-            return []
-        labels = np.asarray(pc.cluster_dbscan(cfg.cluster_eps_m, cfg.cluster_min_points))
+        # DBSCAN on a coarser copy (same clusters, a fraction of the neighbour searches), labels
+        # carried back to the fine points by nearest coarse point
+        pcc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(P)).voxel_down_sample(cfg.cluster_voxel_m)
+        Pc = np.asarray(pcc.points)
+        lab_c = np.asarray(pcc.cluster_dbscan(cfg.cluster_eps_m, cfg.cluster_min_points))
+        d, nn = cKDTree(Pc).query(P, distance_upper_bound=cfg.cluster_voxel_m)
+        labels = np.full(len(P), -1)
+        found = np.isfinite(d)
+        labels[found] = lab_c[nn[found]]
         colors = colour_points(P, image) if image is not None else None
         out = []
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(labels.max(initial=-1) + 2))
         for lab in range(labels.max(initial=-1) + 1):
             idx = order[bounds[lab]:bounds[lab + 1]]
+            if not keep_segment(P[idx], cfg)[0]:  # cheap rejection before the outlier removal
+                continue
+            if len(idx) > cfg.sor_neighbors:  # statistical outlier removal, per segment
+                _, inl = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(P[idx])).remove_statistical_outlier(
+                    cfg.sor_neighbors, cfg.sor_std_ratio)
+                idx = idx[np.asarray(inl, int)]
             seg = P[idx]
             ok, _ = keep_segment(seg, cfg)
             if not ok:

@@ -71,6 +71,16 @@ class ObjectTracker:
         tr.centre = 0.5 * (lo + hi)
         tr.radius_m = 0.5 * float(np.linalg.norm(hi - lo))
 
+    def _near(self, c: np.ndarray, r: float, margin: float) -> list[Track]:
+        """Tracks whose bounding spheres come within ``margin`` of the sphere (c, r)."""
+        if not self.tracks:
+            return []
+        trs = list(self.tracks.values())
+        C = np.array([t.centre for t in trs])
+        R = np.array([t.radius_m for t in trs])
+        d = np.sqrt(((C - c) ** 2).sum(1))
+        return [trs[k] for k in np.flatnonzero(d <= R + r + margin)]
+
     def update(self, segments: list[Segment], t: float) -> list[int]:
         """Add one frame's segments (world frame); returns the track id each joined."""
         cfg = self.cfg
@@ -85,9 +95,7 @@ class ObjectTracker:
             lo, hi = P.min(0), P.max(0)
             c, r = 0.5 * (lo + hi), 0.5 * float(np.linalg.norm(hi - lo))
             best, best_iou = None, 0.0
-            for tr in self.tracks.values():
-                if np.linalg.norm(tr.centre - c) > tr.radius_m + r + cfg.track_voxel_m:
-                    continue
+            for tr in self._near(c, r, cfg.track_voxel_m):
                 iou = max(voxel_iou(keys, tr.last_keys), voxel_iou(keys, tr.keys))
                 if iou > best_iou:
                     best, best_iou = tr, iou
@@ -115,22 +123,21 @@ class ObjectTracker:
                 self.tracks[tr.id] = tr
                 ids.append(tr.id)
                 self._next += 1
-        self.merge_duplicates()
+        self.merge_duplicates([i for i in ids if i >= 0])
         return ids
 
-    def merge_duplicates(self) -> int:
-        """Merge tracks whose voxel overlap reaches ``merge_iou`` of the smaller; returns merges."""
+    def merge_duplicates(self, touched: list[int] | None = None) -> int:
+        """Merge tracks whose voxel overlap reaches ``merge_iou`` of the smaller (only pairs with a
+        ``touched`` track when given: the others were checked before); returns merges."""
         merged = 0
-        ids = sorted(self.tracks)
+        ids = sorted(self.tracks) if touched is None else sorted(set(touched))
         for a in ids:
             ta = self.tracks.get(a)
             if ta is None:
                 continue
-            for b in ids:
-                if b <= a or b not in self.tracks:
-                    continue
-                tb = self.tracks[b]
-                if np.linalg.norm(ta.centre - tb.centre) > ta.radius_m + tb.radius_m:
+            for tb in self._near(ta.centre, ta.radius_m, 0.0):
+                b = tb.id
+                if b == a or b not in self.tracks or (touched is None and b < a):
                     continue
                 inter = np.intersect1d(ta.keys, tb.keys, assume_unique=True).size
                 if inter / max(1, min(len(ta.keys), len(tb.keys))) >= self.cfg.merge_iou:
