@@ -17,7 +17,6 @@ The ground-truth world frame IS the map frame; the datum ties it to WGS-84.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import heapq
 import json
 import time

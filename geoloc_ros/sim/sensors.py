@@ -16,6 +16,9 @@ the scenario scripts them and records them in its manifest. Kinds: wheel ``slip`
 ``denial_nofix`` (NO_FIX status, no covariance), ``denial_silent`` (no messages),
 ``multipath`` (jumps of 5-30 m, small reported covariance), ``drift`` (slowly growing offset),
 ``spoofing`` (constant offset, good covariance).
+
+The whole suite of a scenario's run, merged in time order, comes from
+:func:`geoloc_ros.sim.scenario.prepare` + :func:`geoloc_ros.sim.scenario.run_events`.
 """
 from __future__ import annotations
 
@@ -37,12 +40,13 @@ __all__ = ["Fault", "SimScanEvent", "SimImuEvent", "lidar_scans", "lidar_directi
 GRAVITY_MPS2 = 9.80665
 D435I_INTRINSICS = CameraIntrinsics(640, 480, 607.80, 607.84, 328.80, 245.53)
 _R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-# Defaults when no profile gives them (the scenario passes the io profile's extrinsics).
+# Defaults when no profile gives them (the same values as config/profiles/m3dgr.yaml and
+# oxford_spires.yaml; the scenario passes the io profiles' extrinsics).
 DEFAULT_EXTRINSICS = {
-    "mid360": se3(rpy_to_matrix(0.0, np.radians(31.0), 0.0), [0.2, 0.0, 0.45]),   # tilted forward-down
-    "qt64": se3(rpy_to_matrix(np.pi, 0.0, np.pi), [0.0, 0.0, 0.124]),            # upside down
-    "camera": se3(_R_BASE_OPTICAL, [0.3, 0.0, 0.25]),
-    "gnss": se3(None, [0.0, 0.0, 0.8]),
+    "mid360": se3(rpy_to_matrix(0.0, np.radians(31.0), 0.0), [0.01329, -0.02329, 0.04348]),  # tilted 31 deg
+    "qt64": se3(rot_z(np.pi), [0.0, 0.0, 0.124]),                                          # yaw 180 deg
+    "camera": se3(_R_BASE_OPTICAL, [0.15, 0.0, -0.15]),
+    "gnss": se3(None, [-0.10, 0.0, 0.20]),
 }
 _TIME_QUANTUM_S = 1e-4
 _REFLECTIVITY = {"building": 0.6, "wall": 0.5, "tree": 0.3, "pole": 0.8, "car": 0.7, "bin": 0.4}
