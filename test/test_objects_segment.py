@@ -210,3 +210,48 @@ def test_open_vocabulary_appearance_hook_replaces_colour_histograms():
     cfg = ObjectsConfig(clip_weights="/nonexistent/clip.pt")
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         make_embedder(cfg)
+
+
+def test_segments_of_simulated_lidar_match_the_simulator_objects():
+    """Against the simulator's per-point truth: segments are pure, and the poles, cars, trees and
+    bins the sweep sees well come out as segments."""
+    sim = pytest.importorskip("geoloc_ros.sim.sensors", reason="simulator not available")
+    from scipy.spatial import cKDTree
+
+    from geoloc_ros.geometry import transform_points
+    from geoloc_ros.sim.scenario import make_runs
+    from geoloc_ros.sim.world import make_world
+
+    world = make_world(0)
+    traj = make_runs(world, 0, scenario="demo")["mapping"]
+
+    class Window:  # one 10 Hz sweep every 8 s of the mapping run
+        def __init__(self, start_s):
+            self.t0, self.duration_s, self.poses = traj.t0 + start_s, 0.1, traj.poses
+
+    seg = LidarSegmenter(CFG)
+    cls = {o.id: o.cls for o in world.objects}
+    purity, found, wanted = [], 0, 0
+    for start in np.arange(6.0, 180.0, 8.0):
+        scan = next(iter(sim.lidar_scans(world, Window(start), rate_hz=10.0)))
+        raw = transform_points(scan.T_base_sensor, scan.points)
+        tree = cKDTree(raw)
+        segs = seg.segment(scan)
+        majority = set()
+        for s in segs:
+            ids = scan.object_ids[tree.query(s.points)[1]]
+            ids = ids[ids > 0]
+            if len(ids) == 0:
+                continue
+            vals, cnt = np.unique(ids, return_counts=True)
+            purity.append(cnt.max() / len(ids))
+            majority.add(int(vals[cnt.argmax()]))
+        near = np.linalg.norm(raw[:, :2], axis=1) < 20.0
+        ids, cnt = np.unique(scan.object_ids[near & (scan.object_ids > 0)], return_counts=True)
+        for i, c in zip(ids, cnt):
+            if cls[int(i)] in ("pole", "car", "tree", "bin") and c >= 60:
+                wanted += 1
+                found += int(i) in majority
+    assert wanted >= 20, f"only {wanted} well-seen objects in the test sweeps"
+    assert np.median(purity) > 0.95 and np.mean(purity) > 0.85
+    assert found / wanted > 0.85, f"{found}/{wanted} well-seen objects segmented"
