@@ -116,9 +116,12 @@ def test_bad_scans_give_no_segments():
     seg = LidarSegmenter(CFG)
     assert seg.segment(ScanEvent(0.0, np.zeros((0, 3)))) == []
     assert seg.segment(ScanEvent(0.0, np.full((100, 3), np.nan))) == []
+    assert seg.segment(ScanEvent(0.0, np.zeros((10, 2)))) == []  # wrong shape
     P, _ = _synthetic_cloud(np.random.default_rng(1))
     P[::7] = np.nan
     assert len(seg.segment(ScanEvent(0.0, P))) == 3
+    PI = np.column_stack([P, np.ones(len(P))])  # x, y, z, intensity
+    assert len(seg.segment(ScanEvent(0.0, PI))) == 3
 
 
 def _camera():
@@ -161,6 +164,25 @@ def test_rgbd_region_growing_without_instance_image():
     img.instance = None
     cfg = ObjectsConfig(min_mask_px=40)
     _check_two_objects(RgbdSegmenter(cfg).segment(img))
+
+
+def test_rgbd_bad_frames_do_not_crash():
+    seg = RgbdSegmenter(CFG)
+    img = _rgbd_scene()
+    img.rgb = img.rgb[:20]  # colour image not registered with the depth image
+    assert len(seg.segment(img)) == 2  # segmented from the instance masks, colour ignored
+    img = _rgbd_scene()
+    img.depth_m = np.full_like(img.depth_m, np.nan)
+    assert seg.segment(img) == []
+    img = _rgbd_scene()
+    img.instance = img.instance[:10]
+    assert seg.segment(img) == []
+    img = _rgbd_scene()
+    img.intrinsics = None
+    assert seg.segment(img) == []
+    K, T = _camera()
+    small = ImageEvent(0.0, np.zeros((5, 5, 3), np.uint8), None, None, K, "camera", T)  # < intrinsics
+    assert np.all(np.isnan(colour_points(np.array([[4.0, 1.0, 1.0]]), small)))
 
 
 def test_projection_pinhole_and_fisheye():

@@ -64,8 +64,12 @@ def _crop_embedding(appearance_fn, rgb: np.ndarray, uv: np.ndarray, pad_px: int 
     return f if np.all(np.isfinite(f)) and np.linalg.norm(f) > 0 else None
 
 
-def _finite(P: np.ndarray) -> np.ndarray:
-    P = np.asarray(P, float).reshape(-1, 3)
+def _finite(P) -> np.ndarray:
+    """(N, 3) finite rows of an (N, >=3) array (x, y, z first); empty for anything else."""
+    P = np.asarray(P, float) if P is not None else np.zeros((0, 3))
+    if P.ndim != 2 or P.shape[1] < 3:
+        return np.zeros((0, 3))
+    P = P[:, :3]
     return P[np.all(np.isfinite(P), axis=1)]
 
 
@@ -200,10 +204,13 @@ def colour_points(P_base: np.ndarray, image: ImageEvent) -> np.ndarray:
     out = np.full((len(P_base), 3), np.nan)
     if image is None or image.rgb is None or image.intrinsics is None or len(P_base) == 0:
         return out
+    rgb = np.asarray(image.rgb)
+    K = image.intrinsics
+    if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.shape[0] < K.height or rgb.shape[1] < K.width:
+        return out  # image smaller than its intrinsics say: no colour rather than a crash
     T_cam_base = se3_inverse(np.asarray(image.T_base_sensor, float))
-    uv, ok = project(transform_points(T_cam_base, P_base), image.intrinsics)
+    uv, ok = project(transform_points(T_cam_base, P_base), K)
     if ok.any():
-        rgb = np.asarray(image.rgb)
         ui = np.round(uv[ok, 0]).astype(int)
         vi = np.round(uv[ok, 1]).astype(int)
         out[ok] = rgb[vi, ui, :3]
@@ -263,7 +270,10 @@ class RgbdSegmenter:
         K = img.intrinsics
         if K.model != "pinhole":
             return []  # fisheye cameras have no depth here
-        inst = img.instance if img.instance is not None else region_segments(depth, img.rgb, cfg)
+        rgb = img.rgb
+        if rgb is not None and np.asarray(rgb).shape[:2] != depth.shape:
+            rgb = None  # colour not registered with depth: segment and describe without it
+        inst = img.instance if img.instance is not None else region_segments(depth, rgb, cfg)
         inst = np.asarray(inst)
         if inst.shape != depth.shape:
             return []
@@ -295,10 +305,10 @@ class RgbdSegmenter:
             ok, _ = keep_segment(Pd, cfg)
             if not ok:
                 continue
-            c = colour_points(Pd, img) if img.rgb is not None else None
+            c = colour_points(Pd, img) if rgb is not None else None
             emb = None
-            if self.appearance_fn is not None and img.rgb is not None:
-                emb = _crop_embedding(self.appearance_fn, np.asarray(img.rgb),
+            if self.appearance_fn is not None and rgb is not None:
+                emb = _crop_embedding(self.appearance_fn, np.asarray(rgb),
                                       np.stack([uu[mask], vv[mask]], 1).astype(float))
             out.append(Segment(Pd, c, "rgbd", emb))
         return out
