@@ -117,6 +117,7 @@ def test_bad_scans_give_no_segments():
     assert seg.segment(ScanEvent(0.0, np.zeros((0, 3)))) == []
     assert seg.segment(ScanEvent(0.0, np.full((100, 3), np.nan))) == []
     assert seg.segment(ScanEvent(0.0, np.zeros((10, 2)))) == []  # wrong shape
+    assert seg.segment(ScanEvent(0.0, np.ones((100, 3)), T_base_sensor=np.full((4, 4), np.nan))) == []
     P, _ = _synthetic_cloud(np.random.default_rng(1))
     P[::7] = np.nan
     assert len(seg.segment(ScanEvent(0.0, P))) == 3

@@ -126,7 +126,10 @@ class LidarSegmenter:
         P = _finite(scan.points)
         if len(P) == 0:
             return []
-        P = transform_points(np.asarray(scan.T_base_sensor, float), P)
+        T_bs = np.asarray(scan.T_base_sensor, float)
+        if T_bs.shape != (4, 4) or not np.all(np.isfinite(T_bs)):
+            return []
+        P = transform_points(T_bs, P)
         P = P[np.linalg.norm(P[:, :2], axis=1) <= cfg.max_range_m]
         if len(P) < cfg.cluster_min_points:
             return []
@@ -283,6 +286,8 @@ class RgbdSegmenter:
         ids, counts = np.unique(inst[valid & (inst > 0)], return_counts=True)
         out = []
         T = np.asarray(img.T_base_sensor, float)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            return []
         struct = ndi.generate_binary_structure(2, 1)
         for k, n in zip(ids, counts):
             if n < cfg.min_mask_px:
