@@ -66,12 +66,14 @@ def test_geoloc_yaml_agrees_with_declared_parameters():
     unknown = sorted(set(flat) - set(declared))
     assert not unknown, f"config/geoloc.yaml has parameters no node declares: {unknown}"
     missing = sorted(set(core) - set(flat))
-    assert not missing, f"config/geoloc.yaml lacks parameters: {missing}"
+    assert not missing, (f"config/geoloc.yaml lacks parameters: {missing} "
+                         "(regenerate: python -m geoloc_ros.config > config/geoloc.yaml)")
     for k, v in flat.items():
         d = declared[k][0]
         if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
-        assert v == d, f"{k}: config/geoloc.yaml says {v!r}, the declared default is {d!r}"
+        assert v == d, (f"{k}: config/geoloc.yaml says {v!r}, the declared default is {d!r} "
+                        "(regenerate: python -m geoloc_ros.config > config/geoloc.yaml)")
     text = path.read_text()
     for k in core:  # every parameter is commented with its meaning
         doc = describe(GeolocConfig())[k][0]
