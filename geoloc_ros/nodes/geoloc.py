@@ -28,6 +28,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -205,7 +206,9 @@ class GeolocNode(Node):
                 self.get_logger().warning(f"input queue full ({self.queue.maxlen}): dropping oldest events",
                                        throttle_duration_sec=2.0)
         on_msg.__name__ = f"on_{name.replace('/', '_')}"
-        self.create_subscription(msg_type, topic, guarded(self, stats, on_msg), qos)
+        # one callback group per topic: a slow cloud decode never holds back the IMU
+        self.create_subscription(msg_type, topic, guarded(self, stats, on_msg), qos,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
 
     def _compressed_images(self) -> bool:
         """CompressedImage or Image on camera/*: the parameter, or with 'auto' the profile's type."""
@@ -466,7 +469,7 @@ class GeolocNode(Node):
         return super().destroy_node()
 
 
-def spin_node(factory, argv=None, threads: int = 2) -> int:
+def spin_node(factory, argv=None, threads: int = 3) -> int:
     """rclpy.init, build ``factory()``, spin it on a MultiThreadedExecutor until Ctrl-C/shutdown."""
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     rclpy.init(args=sys.argv if argv is None else argv)
