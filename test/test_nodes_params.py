@@ -119,3 +119,23 @@ def test_wrong_type_is_a_clear_error_naming_the_parameter(ctx_args):
     with pytest.raises((ConfigError, ValueError), match="bev.top_k"):
         declare_config(node)
     node.destroy_node()
+
+
+def test_unusable_map_dir_is_reported_not_fatal(ctx_args, tmp_path):
+    """A corrupt map: the node starts without it (dead reckoning) and says why in diagnostics."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from geoloc_ros.nodes.geoloc import GeolocNode
+    bad = tmp_path / "map"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    ctx = ctx_args()
+    node = GeolocNode(context=ctx, overrides={"map_dir": str(bad), "publish_tf": False})
+    try:
+        assert node.mapdir is None and node.localizer.bev is None
+        assert str(bad) in node.map_error
+        node._update_engine_diag()
+        st = node.diag["bev"]
+        assert st.level == DiagnosticStatus.WARN and str(bad) in st.message
+    finally:
+        node.destroy_node()
