@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 APT_PKGS := libusb-1.0-0 libgomp1
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export PYTHONUNBUFFERED := 1
+# small matrices: multi-threaded BLAS only costs on 2 cores (runs side by side use the cores)
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: all venv apt demo test test-fast bench clean weights
 

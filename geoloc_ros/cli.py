@@ -26,7 +26,13 @@ class CliError(RuntimeError):
 
 def _cmd_simulate(a) -> int:
     from geoloc_ros.sim.scenario import simulate
-    out = simulate(a.scenario, seed=a.seed, out_dir=Path(a.out), progress=not a.quiet)
+    kw = {}
+    if a.runs:
+        kw["runs"] = a.runs.split(",")
+    if a.workers:
+        kw["workers"] = a.workers
+    out = simulate(a.scenario, seed=a.seed, out_dir=Path(a.out), progress=not a.quiet,
+                   duration_s=a.duration, **kw)
     print(f"wrote {out}")
     return 0
 
@@ -99,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", default="town")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
+    s.add_argument("--duration", type=float, default=None, help="cap every run at this many seconds")
+    s.add_argument("--runs", default="", help="comma-separated subset of mapping,loc_same,loc_reverse,loc_lateral")
+    s.add_argument("--workers", type=int, default=0, help="processes simulating runs side by side (0: auto)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_simulate)
 
