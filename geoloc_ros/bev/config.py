@@ -19,7 +19,7 @@ class BevConfig:
     num_rotations: int = param(8, "rotations of the rotation-equivariant module (360/num_rotations deg steps)")
     torch_threads: int = param(1, "CPU threads torch may use for inference")
     # --- keypoints and local descriptors -------------------------------------------------------
-    fast_threshold: float = param(90.0, "FAST-9 intensity threshold on the 0..255 BEV image")
+    fast_threshold: float = param(45.0, "FAST-9 intensity threshold on the 0..255 BEV image")
     max_keypoints: int = param(400, "strongest keypoints kept per BEV image (after 3x3 non-max suppression)")
     # --- retrieval -----------------------------------------------------------------------------
     index_type: str = param("flat", "FAISS index: flat (exact), ivf, hnsw; GPU is used when faiss-gpu and a GPU exist")
@@ -29,6 +29,7 @@ class BevConfig:
     top_k: int = param(5, "keyframes retrieved and re-ranked by pose inliers")
     keyframe_spacing_m: float = param(1.0, "build_database keeps a scan when the robot moved this far (or turned 30 deg)", "m")
     # --- pose ----------------------------------------------------------------------------------
+    match_top_k: int = param(3, "a query keypoint supports a pose when one of its k most similar keyframe keypoints fits")
     ransac_iterations: int = param(512, "2-point RANSAC hypotheses per keyframe")
     inlier_threshold_m: float = param(0.5, "RANSAC inlier distance", "m")
     min_inliers: int = param(12, "fewer pose inliers than this is no fix")

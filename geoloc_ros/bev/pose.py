@@ -18,7 +18,7 @@ from scipy.ndimage import maximum_filter
 
 from geoloc_ros.geometry import rot_z, se2, se3
 
-__all__ = ["fast_keypoints", "mutual_matches", "PoseResult", "estimate_pose", "se2_pose_to_map",
+__all__ = ["fast_keypoints", "mutual_matches", "top_k_matches", "PoseResult", "estimate_pose", "se2_pose_to_map",
            "fit_rigid_2d"]
 
 # Bresenham circle of radius 3 (16 pixels), clockwise from the top, as (du, dv).
@@ -107,57 +107,93 @@ class PoseResult:
         return se2(self.x_m, self.y_m, self.yaw_rad)
 
 
-def _ransac(q: np.ndarray, p: np.ndarray, iters: int, thr: float, rng: np.random.Generator):
-    """Best 2-point hypothesis: (inlier mask (n,), yaw, t)."""
+def top_k_matches(d1: np.ndarray, d2: np.ndarray, k: int) -> np.ndarray:
+    """(N1, k) indices of the ``k`` most similar rows of d2 for every row of d1 (cosine), best first."""
+    sim = np.asarray(d1, np.float32) @ np.asarray(d2, np.float32).T
+    k = min(k, sim.shape[1])
+    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(sim, idx, 1), axis=1)
+    return np.take_along_axis(idx, order, 1)
+
+
+def _hypotheses(q: np.ndarray, p: np.ndarray, iters: int, thr: float, rng: np.random.Generator):
+    """2-point rigid hypotheses (yaw (M,), t (M, 2)) from random pairs of the matches q[i] <-> p[i]."""
     n = len(q)
+    if n < 2:
+        return np.zeros(0), np.zeros((0, 2))
     i = rng.integers(0, n, iters)
     j = rng.integers(0, n, iters)
     dq, dp = q[j] - q[i], p[j] - p[i]
     lq, lp = np.linalg.norm(dq, axis=1), np.linalg.norm(dp, axis=1)
     good = (i != j) & (lq > 2 * thr) & (np.abs(lq - lp) < 2 * thr)
-    if not good.any():
-        return np.zeros(n, bool), 0.0, np.zeros(2)
     i, j, dq, dp = i[good], j[good], dq[good], dp[good]
     yaw = np.arctan2(dp[:, 1], dp[:, 0]) - np.arctan2(dq[:, 1], dq[:, 0])
     c, s = np.cos(yaw), np.sin(yaw)
     mq, mp = 0.5 * (q[i] + q[j]), 0.5 * (p[i] + p[j])
     t = mp - np.stack([c * mq[:, 0] - s * mq[:, 1], s * mq[:, 0] + c * mq[:, 1]], 1)
-    px = c[:, None] * q[None, :, 0] - s[:, None] * q[None, :, 1] + t[:, :1]   # (M, n)
-    py = s[:, None] * q[None, :, 0] + c[:, None] * q[None, :, 1] + t[:, 1:]
-    inl = (px - p[None, :, 0]) ** 2 + (py - p[None, :, 1]) ** 2 < thr * thr
-    b = int(inl.sum(1).argmax())
-    return inl[b], float(yaw[b]), t[b]
+    return yaw, t
+
+
+def _residual2(yaw, t, q, pc):
+    """Squared residuals (M, Nq, k) of hypotheses against candidate points pc (Nq, k, 2) of q (Nq, 2)."""
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    px = c * q[None, :, 0] - s * q[None, :, 1] + t[:, :1]
+    py = s * q[None, :, 0] + c * q[None, :, 1] + t[:, 1:]
+    return (px[..., None] - pc[None, ..., 0]) ** 2 + (py[..., None] - pc[None, ..., 1]) ** 2
 
 
 def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, desc_k: np.ndarray,
                   cfg, rng: np.random.Generator | None = None) -> PoseResult:
-    """Pose of the query in the keyframe frame from (N, 2) metric keypoints and (N, 128) descriptors."""
+    """Pose of the query in the keyframe frame from (N, 2) metric keypoints and (N, 128) descriptors.
+
+    Hypotheses come from pairs of mutual nearest-neighbour matches (and of plain nearest neighbours);
+    a query keypoint supports a hypothesis when one of its ``match_top_k`` most similar keyframe
+    keypoints lies within ``inlier_threshold_m`` of where the hypothesis puts it (each query keypoint
+    counts once). Least squares then re-selects inliers until they settle.
+    """
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
+    nq, nk = len(kp_q_m), len(kp_k_m)
+    if min(nq, nk) < max(cfg.min_inliers, 3):
+        return PoseResult(False, f"only {min(nq, nk)} keypoints (< {cfg.min_inliers})")
     m = mutual_matches(desc_q, desc_k)
     n = len(m)
-    if n < max(cfg.min_inliers, 3):
-        return PoseResult(False, f"only {n} mutual descriptor matches (< {cfg.min_inliers})", matches=n)
-    q, p = kp_q_m[m[:, 0]], kp_k_m[m[:, 1]]
+    cand = top_k_matches(desc_q, desc_k, cfg.match_top_k)                  # (nq, k)
+    pc = kp_k_m[cand]                                                       # (nq, k, 2)
     thr = cfg.inlier_threshold_m
-    inl, yaw, t = _ransac(q, p, cfg.ransac_iterations, thr, rng)
-    for _ in range(3):                                  # least-squares refinement on the inliers
+    h = cfg.ransac_iterations // 2
+    y1, t1 = _hypotheses(kp_q_m[m[:, 0]], kp_k_m[m[:, 1]], h, thr, rng)
+    y2, t2 = _hypotheses(kp_q_m, pc[:, 0], cfg.ransac_iterations - h, thr, rng)
+    yaw_h, t_h = np.concatenate([y1, y2]), np.concatenate([t1, t2])
+    if len(yaw_h) == 0:
+        return PoseResult(False, "no consistent pair of descriptor matches", matches=n)
+    support = (_residual2(yaw_h, t_h, kp_q_m, pc) < thr * thr).any(2).sum(1)
+    b = int(support.argmax())
+    yaw, t = float(yaw_h[b]), t_h[b]
+    sel = None
+    for _ in range(4):                                  # least-squares refinement on the inliers
+        r2 = _residual2(np.array([yaw]), t[None], kp_q_m, pc)[0]           # (nq, k)
+        best = r2.argmin(1)
+        inl = r2[np.arange(nq), best] < thr * thr
+        new = (inl, best)
+        if sel is not None and np.array_equal(sel[0], inl) and np.array_equal(sel[1][inl], best[inl]):
+            break
+        sel = new
         if inl.sum() < 3:
             break
-        yaw, t = fit_rigid_2d(q[inl], p[inl])
-        r = q @ rot_z(yaw)[:2, :2].T + t - p
-        new = (r ** 2).sum(1) < thr * thr
-        if np.array_equal(new, inl):
-            break
-        inl = new
+        yaw, t = fit_rigid_2d(kp_q_m[inl], pc[np.nonzero(inl)[0], best[inl]])
+    inl, best = sel
     k = int(inl.sum())
     if k < cfg.min_inliers:
-        return PoseResult(False, f"only {k} RANSAC inliers of {n} matches (< {cfg.min_inliers})",
+        return PoseResult(False, f"only {k} RANSAC inliers of {nq} keypoints ({n} mutual matches, "
+                          f"< {cfg.min_inliers})", inliers=k, matches=n)
+    if k < cfg.min_inlier_ratio * min(nq, nk):
+        return PoseResult(False, f"inlier ratio {k}/{min(nq, nk)} below {cfg.min_inlier_ratio:g}",
                           inliers=k, matches=n)
-    if k < cfg.min_inlier_ratio * n:
-        return PoseResult(False, f"inlier ratio {k}/{n} below {cfg.min_inlier_ratio:g}", inliers=k, matches=n)
+    q = kp_q_m[inl]
+    p = pc[np.nonzero(inl)[0], best[inl]]
     R = rot_z(yaw)[:2, :2]
-    Rq = q[inl] @ R.T
-    res = Rq + t - p[inl]
+    Rq = q @ R.T
+    res = Rq + t - p
     dof = max(2 * k - 3, 1)
     sigma2 = max(float((res ** 2).sum()) / dof, 0.05 ** 2)
     J = np.zeros((2 * k, 3))
