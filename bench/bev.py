@@ -62,7 +62,8 @@ def _retrieval_scaling(sizes, dim: int = 256, n_queries: int = 50) -> dict:
         Q = X[rng.choice(n, n_queries)] + 0.05 * rng.standard_normal((n_queries, dim), dtype=np.float32)
         Q /= np.linalg.norm(Q, axis=1, keepdims=True)
         for kind in ("flat", "ivf"):
-            idx = make_index(X, kind, nlist=max(16, int(4 * np.sqrt(n))), nprobe=16, use_gpu=False)
+            idx = make_index(X, kind, nlist=min(1024, max(16, int(4 * np.sqrt(n)))), nprobe=16,
+                             use_gpu=False, train_max=40_000)
             idx.search(Q[:1], 5)
             t = time.perf_counter()
             for q in Q:

@@ -60,7 +60,6 @@ def make_index(desc: np.ndarray, index_type: str = "flat", nlist: int = 1024, np
         sel = desc if n <= train_max else desc[np.random.default_rng(0).choice(n, train_max, replace=False)]
         index.train(sel)
         index.nprobe = min(nprobe, nl)
-        index._quantizer_ref = quant  # keep the quantizer alive alongside the index
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 64
@@ -69,7 +68,6 @@ def make_index(desc: np.ndarray, index_type: str = "flat", nlist: int = 1024, np
     if (use_gpu if use_gpu is not None else _gpu_available()) and index_type in ("flat", "ivf"):
         res = faiss.StandardGpuResources()
         index = faiss.index_cpu_to_gpu(res, 0, index)
-        index._gpu_res = res
     if n:
         index.add(desc)
     return index

@@ -1,0 +1,62 @@
+"""BEV database: FAISS index kinds, keyframe spacing, malformed maps (no network needed)."""
+import numpy as np
+import pytest
+
+from geoloc_ros.bev.config import BevConfig
+from geoloc_ros.bev.database import BevDatabase, BevMapError, build_database, make_index
+from geoloc_ros.bev.features import Features
+from geoloc_ros.geometry import rot_z, se3
+from geoloc_ros.maps.mapdir import MapDir
+
+
+def _unit(rng, n, d=64):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_index_kinds_find_the_nearest_descriptor(kind):
+    rng = np.random.default_rng(0)
+    X = _unit(rng, 4000)
+    q = X[[5, 1234, 3999]] + 0.05 * rng.standard_normal((3, 64)).astype(np.float32)
+    idx = make_index(X, kind, nlist=64, nprobe=8, use_gpu=False)
+    _, nn = idx.search(q / np.linalg.norm(q, axis=1, keepdims=True), 1)
+    assert list(nn[:, 0]) == [5, 1234, 3999]
+
+
+def test_unknown_index_kind_is_a_clear_error():
+    with pytest.raises(ValueError, match="index_type"):
+        make_index(_unit(np.random.default_rng(0), 10), "lsh")
+
+
+def _feat(rng):
+    return Features(_unit(rng, 1, 32)[0], rng.uniform(-30, 30, (50, 2)).astype(np.float32),
+                    _unit(rng, 50, 128))
+
+
+def test_build_database_keeps_keyframes_by_spacing_and_turn_and_skips_bad_poses():
+    rng = np.random.default_rng(1)
+    poses = [se3(rot_z(0.0), [0.25 * i, 0.0, 0.0]) for i in range(41)]          # 10 m straight
+    poses += [se3(rot_z(np.radians(40.0)), [10.0, 0.0, 0.0])]                    # turn on the spot
+    poses += [np.full((4, 4), np.nan)]
+    db = build_database(((_feat(rng), T) for T in poses), BevConfig(), model=None, spacing_m=1.0)
+    assert len(db) == 11 + 1 and db.skipped == 1
+
+
+def test_malformed_map_is_a_clear_error(tmp_path):
+    rng = np.random.default_rng(2)
+    cfg = BevConfig()
+    db = BevDatabase(cfg, None)
+    for i in range(3):
+        db.add_keyframe(_feat(rng), se3(None, [i, 0, 0]))
+    md = MapDir.create(tmp_path / "m")
+    db.save(md)
+    # keypoint offsets that do not add up
+    md.write_arrays("bev_keyframes", poses=np.stack(db.poses), global_desc=np.stack(db.global_desc),
+                    kp_xy_m=np.zeros((10, 2), np.float32), kp_desc=np.zeros((10, 128), np.float16),
+                    kp_offsets=np.array([0, 5, 20, 150]))
+    md.close()
+    with pytest.raises(BevMapError, match="inconsistent"):
+        BevDatabase.load(MapDir.open(tmp_path / "m"), cfg)
+    with pytest.raises(BevMapError, match="empty"):
+        BevDatabase(cfg, None).save(MapDir.create(tmp_path / "e"))
