@@ -332,3 +332,70 @@ def truth_error(scene: FaultScene, res: CaseResult) -> np.ndarray:
     """(M,) horizontal error (m) of every recorded estimate."""
     return np.linalg.norm(res.xy - scene.truth_xy(res.t), axis=1) if len(res.t) else np.zeros(0)
 
+
+
+# ---- global localization rows ---------------------------------------------------------------
+def far_initial_pose(scene: FaultScene, offset_m: float = 30.0, t_service_s: float = 15.0,
+                     cfg=None) -> dict:
+    """The robot is told it is ``offset_m`` away from where it is (no GNSS). After
+    ``t_service_s`` the ``global_localize`` service runs: its best candidate, fed back as an
+    initial pose, must put the estimate back on the truth.
+
+    Returns ``error_before_m`` (just before the service), ``candidate_error_m`` (best candidate
+    vs truth), ``candidates``, ``error_after_m`` (RMS over the last 10 s), ``crashes``.
+    """
+    from geoloc_ros.events import CandidateStatus, GnssEvent, PoseFixEvent
+    from geoloc_ros.pipeline import Localizer
+    cfg = copy.deepcopy(cfg if cfg is not None else scene.config())
+    cfg.fusion.init_from_gnss = False
+    loc = Localizer(cfg, scene.mapdir, datum=scene.datum)
+    t_init = scene.t_start + 0.5
+    T0 = scene.traj.poses(np.array([t_init]))[0].copy()
+    T0[:2, 3] += offset_m * np.array([np.cos(0.7), np.sin(0.7)])
+    init = PoseFixEvent(t_init, T0, np.diag([0.25, 0.25, 0.25, 0.01, 0.01, 0.01]), source="initialpose")
+    events = sorted([e for e in scene.events if not isinstance(e, GnssEvent)] + [init], key=lambda e: e.t)
+    t_srv = scene.t_start + t_service_s
+    out = {"crashes": 0, "candidates": 0, "candidate_error_m": float("nan")}
+    errs_before, errs_after = [], []
+    served = False
+    for e in events:
+        if not served and e.t >= t_srv and loc.last_scan is not None:
+            served = True
+            cands = [c for c in loc.global_localize() if c.status == CandidateStatus.OK]
+            out["candidates"] = len(cands)
+            if cands:
+                ts = loc.last_scan.t
+                best = cands[0]
+                out["candidate_error_m"] = float(np.linalg.norm(best.T_map_base[:2, 3] - scene.truth_xy([ts])[0]))
+                loc.process(PoseFixEvent(ts, best.T_map_base, best.cov6, source="initialpose"))
+        try:
+            est = loc.process(e)
+        except Exception:  # noqa: BLE001
+            out["crashes"] += 1
+            continue
+        if est is None:
+            continue
+        err = float(np.linalg.norm(est.T_map_base[:2, 3] - scene.truth_xy([est.t])[0]))
+        if not served and est.t >= t_srv - 1.0:
+            errs_before.append(err)
+        if est.t >= scene.t_end - 10.0:
+            errs_after.append(err)
+    out["error_before_m"] = float(np.mean(errs_before)) if errs_before else float("nan")
+    out["error_after_m"] = _rms(np.asarray(errs_after)) if errs_after else float("nan")
+    return out
+
+
+def outside_map(scene: FaultScene, cfg=None) -> dict:
+    """The robot drives a town that is not the mapped one, without GNSS: the pipeline must not
+    publish a confident pose. Returns ``estimates``, ``localized_fraction`` (epochs in mode
+    ``localized``: each one is a confident wrong pose), ``bev_fixes_accepted``, ``crashes``,
+    and ``service_candidates`` (OK candidates of ``global_localize`` at the end: wrong by
+    construction)."""
+    from geoloc_ros.events import CandidateStatus, GnssEvent
+    res = run_case(scene, [], "outside_map", cfg=cfg, drop=(GnssEvent,))
+    loc = res.localizer
+    cands = [c for c in loc.global_localize() if c.status == CandidateStatus.OK]
+    return {"estimates": int(len(res.t)), "crashes": res.crashes,
+            "localized_fraction": float(np.mean(res.mode == "localized")) if len(res.t) else 0.0,
+            "bev_fixes_accepted": int(loc.stats["bev"].accepted), "service_candidates": len(cands),
+            "modes": dict(Counter(res.mode.tolist()))}
