@@ -1,0 +1,151 @@
+"""Fault rows of issue 8 through the pipeline: each injected sensor/clock fault must not crash the
+Localizer, must be counted (rejections, verdicts, resets in the estimate's counters and the
+engines' no-fix reasons), and the error must come back to its pre-fault level within 10 s after
+the fault ends. One short simulated run (50 s, tiny town, BEV map of its mapping run).
+
+Rows the current pipeline does not meet are marked xfail with the reason (see the faults bench).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geoloc_ros.eval.faultrun import AFTER_S, far_initial_pose, make_scene, outside_map, run_case, score
+from geoloc_ros.eval.inject import STREAM_FAULTS, FaultLog, StreamFault, inject, true_stamp
+from geoloc_ros.events import GnssEvent, ImuEvent, ScanEvent
+
+pytest.importorskip("open3d", reason="open3d needed by the simulator")
+T_FAULT_S = 18.0           # fault start after the run's start (s)
+LIDAR_ROWS = {"nan_points", "empty_cloud", "tiny_cloud", "lidar_dropout", "nan_fields"}
+_cache: dict = {}
+
+XF = pytest.mark.xfail
+ROWS = {  # kind: (duration s, marks for "detected", marks for "recovers")
+    "nan_fields": (3.0, [], []),
+    "nan_points": (5.0, [XF(reason="NaN points are dropped silently by the BEV image: handled, not counted")], []),
+    "empty_cloud": (5.0, [], []),
+    "tiny_cloud": (5.0, [], []),
+    "lidar_dropout": (5.0, [XF(reason="no 'no scan for N s' counter in the pipeline")], []),
+    "imu_gap": (1.0, [XF(reason="the filter bridges IMU gaps without counting them")], []),
+    "imu_out_of_order": (3.0, [], []),
+    "imu_duplicate": (3.0, [], []),
+    "clock_back": (10.0, [], []),
+    "clock_forward": (10.0, [XF(reason="a forward clock jump is neither counted nor reset")],
+                      [XF(reason="a 30 s forward jump is integrated as IMU motion: tens of metres off")]),
+    "gnss_denial": (15.0, [], []),
+    "gnss_multipath": (8.0, [], []),
+    "gnss_drift": (15.0, [], [XF(reason="a 0.4 m/s drift is partly absorbed before the drift check fires")]),
+    "gnss_spoof": (15.0, [], []),
+    "gnss_nofix_stale": (15.0, [], []),
+    "wheel_slip": (5.0, [], [XF(reason="after 2 s of slip the filter trusts the slipping wheels (inflated) "
+                                 "and the dead-reckoned GNSS check then rejects good GNSS")]),
+    "wheel_frozen": (5.0, [], [XF(reason="frozen wheels are trusted after 2 s, as for slip")]),
+    "wrong_frame": (3.0, [XF(reason="frame ids are checked by the node's decoder, not by the Localizer")], []),
+}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("faults_scene"), seed=0, duration_s=50.0)
+
+
+def _cfg(scene, kind):
+    cfg = scene.config()
+    cfg.bev_period_s = 2.0
+    cfg.enable_bev = kind in LIDAR_ROWS
+    return cfg
+
+
+def _row(scene, kind):
+    """(score dict, CaseResult) of one fault row, computed once per session."""
+    if kind not in _cache:
+        lidar = kind in LIDAR_ROWS
+        key = ("clean", lidar)
+        if key not in _cache:
+            _cache[key] = run_case(scene, [], "clean", cfg=_cfg(scene, kind))
+        fault = StreamFault(kind, scene.t_start + T_FAULT_S, ROWS[kind][0])
+        res = run_case(scene, [fault], kind, cfg=_cfg(scene, kind))
+        _cache[kind] = (score(scene, res, _cache[key]), res)
+    return _cache[kind]
+
+
+def _params(i):
+    return [pytest.param(k, marks=v[i], id=k) for k, v in ROWS.items()]
+
+
+@pytest.mark.parametrize("kind", list(ROWS))
+def test_fault_never_crashes_and_is_injected(scene, kind):
+    s, res = _row(scene, kind)
+    assert s["crashes"] == 0, res.crash_messages
+    assert s["injected"] > 0, f"{kind}: the injector changed nothing"
+    assert s["estimates"] > 100, f"{kind}: the pipeline stopped producing estimates"
+
+
+@pytest.mark.parametrize("kind", _params(1))
+def test_fault_is_counted(scene, kind):
+    s, _ = _row(scene, kind)
+    assert s["detected"] > 0, f"{kind}: injected {s['injected']}, nothing counted"
+
+
+@pytest.mark.parametrize("kind", _params(2))
+def test_estimate_recovers_within_10_s(scene, kind):
+    s, _ = _row(scene, kind)
+    assert np.isfinite(s["ate_pre_m"]) and s["ate_pre_m"] < 1.0, s
+    assert np.isfinite(s["recovery_s"]) and s["recovery_s"] <= AFTER_S, \
+        f"{kind}: pre-fault RMS {s['ate_pre_m']:.2f} m, after {s['ate_after_m']:.2f} m, recovery {s['recovery_s']}"
+
+
+def test_injectors_record_intervals_and_keep_the_input(scene):
+    """Every injector leaves the clean list untouched and records (t0, t1, kind, count)."""
+    ev = scene.events[:3000]
+    before = [(type(e), e.t) for e in ev]
+    t0 = ev[0].t + 5.0
+    for kind in STREAM_FAULTS:
+        log = FaultLog()
+        out = list(inject(ev, [StreamFault(kind, t0, 2.0)], log))
+        assert log.intervals[0].kind == kind and log.intervals[0].t1 == pytest.approx(t0 + 2.0)
+        assert all(true_stamp(e) == pytest.approx(e.t) for e in out if true_stamp(e) < t0)
+    assert [(type(e), e.t) for e in ev] == before
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        list(inject(ev, [StreamFault("gremlins", t0)]))
+
+
+def test_injected_streams_have_the_promised_shape(scene):
+    ev = scene.events
+    t0 = scene.t_start + 10.0
+    n_imu = sum(1 for e in ev if isinstance(e, ImuEvent) and t0 <= e.t < t0 + 1.0)
+    flood = [e for e in inject(ev, [StreamFault("imu_flood", t0, 1.0)]) if isinstance(e, ImuEvent)
+             and t0 <= e.t < t0 + 1.0]
+    assert len(flood) >= 9 * n_imu
+    drop = [e for e in inject(ev, [StreamFault("lidar_dropout", t0, 5.0)]) if isinstance(e, ScanEvent)]
+    assert not any(t0 <= e.t < t0 + 5.0 for e in drop)
+    back = list(inject(ev, [StreamFault("clock_back", t0, 5.0, {"jump_s": 30.0})]))
+    after = [e for e in back if true_stamp(e) >= t0]
+    assert all(e.t == pytest.approx(true_stamp(e) - 30.0) for e in after)
+    spoof = [e for e in inject(ev, [StreamFault("gnss_spoof", t0, 5.0, {"offset_m": 40.0})])
+             if isinstance(e, GnssEvent) and t0 <= e.t < t0 + 5.0]
+    clean = [e for e in ev if isinstance(e, GnssEvent) and t0 <= e.t < t0 + 5.0]
+    d = [np.linalg.norm(scene.datum.to_map(a.lat_deg, a.lon_deg, a.alt_m)[:2]
+                        - scene.datum.to_map(b.lat_deg, b.lon_deg, b.alt_m)[:2]) for a, b in zip(spoof, clean)]
+    assert np.allclose(d, 40.0, atol=0.05)
+
+
+def test_far_initial_pose_is_recovered_by_global_localize(scene):
+    cfg = scene.config()
+    cfg.bev_period_s = 2.0
+    r = far_initial_pose(scene, offset_m=30.0, cfg=cfg)
+    assert r["crashes"] == 0
+    assert r["error_before_m"] > 20.0, r          # the wrong initial pose was believed
+    assert r["candidates"] > 0 and r["candidate_error_m"] < 2.0, r
+    assert r["error_after_m"] < 2.0, r
+
+
+@pytest.mark.xfail(reason="one wrong BEV fix in an unmapped town initializes the filter, which then "
+                          "reports 'localized' on dead reckoning", strict=False)
+def test_outside_the_map_is_never_a_confident_pose(scene, tmp_path_factory):
+    other = make_scene(scene.mapdir.root.parent, seed=0, duration_s=50.0, world_seed=5)
+    cfg = scene.config()
+    cfg.bev_period_s = 2.0
+    r = outside_map(other, cfg=cfg)
+    assert r["crashes"] == 0
+    assert r["localized_fraction"] == 0.0, r
