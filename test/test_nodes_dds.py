@@ -226,17 +226,17 @@ def test_malformed_burst_leaves_node_alive_and_correct(world):
         g.status.status = 0
         w.pub_gnss.publish(g)                                                    # NaN lat
         time.sleep(0.005)
-    assert wait_for(lambda: sum(w.stats("imu").rejected.values()) - before["imu"] >= 40, 10.0), \
+    assert wait_for(lambda: sum(w.stats("imu").rejected.values()) - before["imu"] >= 60, 30.0), \
         dict(w.stats("imu").rejected)
-    assert wait_for(lambda: sum(w.stats("points").rejected.values()) - before["points"] >= 20, 10.0)
-    assert wait_for(lambda: sum(w.stats("wheel_odom").rejected.values()) - before["wheel_odom"] >= 10, 10.0)
+    assert wait_for(lambda: sum(w.stats("points").rejected.values()) - before["points"] >= 20, 30.0)
+    assert wait_for(lambda: sum(w.stats("wheel_odom").rejected.values()) - before["wheel_odom"] >= 10, 30.0)
     rej = w.stats("imu").rejected
-    assert rej["nan"] > 0 and rej["wrong_frame"] > 0 and rej["stale"] > 0
+    assert rej["nan"] > 0 and rej["wrong_frame"] > 0 and rej["stale"] > 0, dict(rej)
     assert w.node.resets == 0, "a burst of stale stamps must not reset the filter"
     # still alive and correct: keep driving, the pose follows the truth
     n_before = len(w.poses)
     drive(w, t, t + 1.0)
-    assert wait_for(lambda: len(w.poses) > n_before + 20, 10.0), "node stopped publishing"
+    assert wait_for(lambda: len(w.poses) > n_before + 20, 30.0), "node stopped publishing"
     assert wait_for(lambda: w.node.pending() == 0, 10.0)
     time.sleep(0.2)
     check_pose(w.poses[-1])
@@ -249,15 +249,29 @@ def test_flood_keeps_the_queue_bounded_and_the_node_correct(world):
     w = world
     q = w.node.queue
     t = w.node._t_newest
-    n = 3000  # 0.3 s of IMU at 10 kHz (50x nominal), unpaced
+    n = 2000  # 1 s of IMU at 2 kHz: 10x the nominal rate
+    st = w.stats("imu")
+    acc0, rej0, miss0, drop0 = st.accepted, sum(st.rejected.values()), st.missing, q.dropped
+    wall0 = time.monotonic()
     for i in range(n):
-        w.pub_imu.publish(imu_msg(t + 0.01 + i * 1e-4))
+        w.pub_imu.publish(imu_msg(t + 0.01 + i * 5e-4))
+        delay = (i + 1) * 5e-4 - (time.monotonic() - wall0)
+        if delay > 0:
+            time.sleep(delay)
     assert wait_for(lambda: w.node.pending() == 0, 30.0), "queue did not drain"
     assert q.high_water <= q.maxlen
+    # what did not make it through is reported: the node's own queue drops the oldest (counted),
+    # DDS keep-last overflow shows as gaps in the stamps, counted as missing (an estimate, so
+    # only that most of the loss is reported is checked)
+    time.sleep(0.3)
+    seen = (st.accepted - acc0) + (sum(st.rejected.values()) - rej0) + (q.dropped - drop0)
+    if seen < 0.9 * n:
+        assert st.missing - miss0 > 0.5 * (n - seen), \
+            f"{n - seen} flood messages lost, only {st.missing - miss0} reported missing"
     kv = {k.key: k.value for s in w.diags[-1].status if s.name == "geoloc: queue" for k in s.values}
     assert int(kv["capacity"]) == q.maxlen
     n_before = len(w.poses)
-    drive(w, t + 0.01 + n * 1e-4, t + 1.5)
+    drive(w, t + 0.01 + n * 5e-4, t + 2.0)
     assert wait_for(lambda: len(w.poses) > n_before + 20, 10.0), "node stopped publishing after the flood"
     assert wait_for(lambda: w.node.pending() == 0, 10.0)
     time.sleep(0.2)

@@ -431,6 +431,9 @@ class ComponentStats:
         self._times: collections.deque = collections.deque(maxlen=50)
         self._lat_ms: collections.deque = collections.deque(maxlen=200)
         self._lock = threading.Lock()
+        self._last_stamp: float | None = None
+        self._periods: collections.deque = collections.deque(maxlen=256)
+        self.missing = 0   # messages missing from a regular stream, estimated from stamp gaps
 
     def tick(self, latency_s: float | None = None) -> None:
         """One accepted update (wall time now); latency in seconds when known."""
@@ -439,6 +442,25 @@ class ComponentStats:
             self._times.append(time.monotonic())
             if latency_s is not None and math.isfinite(latency_s):
                 self._lat_ms.append(1e3 * latency_s)
+
+    def note_stamp(self, t_s: float) -> int:
+        """Track the stream's period; returns how many messages a gap in the stamps says were
+        lost before reaching us (DDS keep-last overflow under a flood, a dropping link)."""
+        with self._lock:
+            last, self._last_stamp = self._last_stamp, t_s
+            if last is None or not math.isfinite(t_s) or t_s <= last:
+                return 0
+            dt = t_s - last
+            lost = 0
+            if len(self._periods) >= 16:
+                # the stream's period: the smallest recent spacing (when most messages are
+                # lost, the back-to-back survivors still show the true period)
+                period = float(np.min(self._periods))
+                if period > 0 and 1.5 * period < dt < 10.0:
+                    lost = int(round(dt / period)) - 1
+                    self.missing += lost
+            self._periods.append(dt)
+            return lost
 
     def reject(self, reason: str) -> None:
         with self._lock:
@@ -473,6 +495,8 @@ class ComponentStats:
               "rejected": sum(self.rejected.values()), "rate_hz": round(self.rate_hz(), 2),
               "latency_ms_mean": round(mean, 2), "latency_ms_p95": round(p95, 2)})
         kv.update({f"rejected.{k}": v for k, v in sorted(self.rejected.items())})
+        if self.missing:
+            kv["missing_by_stamp_gaps"] = self.missing
         kv.update(self.values)
         st.values = [KeyValue(key=str(k), value=str(v)) for k, v in kv.items()]
         return st

@@ -30,6 +30,7 @@ from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, PointCloud2
@@ -201,14 +202,23 @@ class GeolocNode(Node):
                 stats.reject(r.reason)
                 self.get_logger().warning(f"{topic}: rejected ({r})", throttle_duration_sec=2.0)
                 return
+            if stats.note_stamp(e.t) and name == "imu":
+                self.get_logger().warning(f"{topic}: messages missing (stamp gaps; total "
+                                          f"{stats.missing}): the node or the link is not keeping up",
+                                          throttle_duration_sec=2.0)
             if not self.queue.put((name, e, time.monotonic())):
                 self.diag["queue"].reject("dropped_oldest")
                 self.get_logger().warning(f"input queue full ({self.queue.maxlen}): dropping oldest events",
                                        throttle_duration_sec=2.0)
         on_msg.__name__ = f"on_{name.replace('/', '_')}"
         # one callback group per topic: a slow cloud decode never holds back the IMU
+        def on_lost(info):  # DDS discarded messages before they reached the callback (overload)
+            stats.rejected["lost_in_transport"] += int(info.total_count_change)
+            self.get_logger().warning(f"{topic}: {info.total_count_change} message(s) lost in transport "
+                                      "(the node is not keeping up)", throttle_duration_sec=2.0)
         self.create_subscription(msg_type, topic, guarded(self, stats, on_msg), qos,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+                                 callback_group=MutuallyExclusiveCallbackGroup(),
+                                 event_callbacks=SubscriptionEventCallbacks(message_lost=on_lost))
 
     def _compressed_images(self) -> bool:
         """CompressedImage or Image on camera/*: the parameter, or with 'auto' the profile's type."""
@@ -390,10 +400,11 @@ class GeolocNode(Node):
         q.message = f"dropped {self.queue.dropped} under load" if self.queue.dropped else "ok"
         for name in INPUTS:
             s = self.diag[name]
-            if s.rejected:
+            if s.rejected or s.missing:
                 s.level = DiagnosticStatus.WARN
-                s.message = f"{sum(s.rejected.values())} rejected: " + ", ".join(
-                    f"{k} {v}" for k, v in s.rejected.most_common(3))
+                s.message = f"{sum(s.rejected.values())} rejected" + "".join(
+                    f", {k} {v}" for k, v in s.rejected.most_common(3)) + (
+                    f"; {s.missing} missing (stamp gaps)" if s.missing else "")
         self.pub_diag.publish(self.diag.to_msg(self.get_clock().now().nanoseconds * 1e-9))
 
     def _update_engine_diag(self) -> None:
