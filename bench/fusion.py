@@ -22,62 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import print_table, write_result
-from geoloc_ros.events import GnssEvent, ImuEvent, PoseFixEvent, Verdict
+from geoloc_ros.events import GnssEvent, ImuEvent, Verdict
 from geoloc_ros.fusion.baselines import GnssOnly, dead_reckoning, naive_filter
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.filter import FusionFilter
 from geoloc_ros.fusion.gnss import Datum
-from geoloc_ros.fusion.replay import GnssFault, inject_gnss_faults, load_husky_events, run_events
-from geoloc_ros.geometry import rot_z, se3, wrap_angle
+from geoloc_ros.fusion.replay import (GnssFault, inject_gnss_faults, load_husky_events, run_events,
+                                      sim_fault_scenario)
+from geoloc_ros.geometry import wrap_angle
 
 HUSKY_BAG = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "rl_husky_gps" / "husky_imu_odom_gps.bag"
 CHI2_3_95 = 7.815
 DATUM = Datum(48.1351, 11.5820, 520.0, 0.3)
 
 
-# ---- simulated scenario ---------------------------------------------------------------------
-def sim_scenario(duration_s: float, seed: int = 0, faults: bool = True):
-    """(events, gt_t (N,), gt_T (N,4,4), fault list [(name, t0, t1)], datum) of a loop run."""
-    from geoloc_ros.sim import sensors
-    from geoloc_ros.sim.config import SimConfig
-    from geoloc_ros.sim.trajectory import Trajectory, route_polyline
-    from geoloc_ros.sim.world import Ground
-    cfg = SimConfig()
-    ground = Ground(0.01, -0.005, 0.3, 0.04, 0.05, 0.3, 1.1, 0.2, np.array([0.02, 0.03]), 0.5)
-    loop = np.array([[0, 0], [160, 0], [160, 90], [0, 90]] * 6 + [[0, 0]], float)
-    traj = Trajectory(route_polyline(loop, 10.0), ground, 1.7e9, duration_s, speed_mps=3.0)
-    t0 = traj.t0
-    F = sensors.Fault
-    intervals = []
-    fl = []
-    if faults:
-        s = duration_s / 10.0
-        spec = [("denial", "gnss", "denial_silent", 1.0 * s, 1.0 * s + 60.0, {}),
-                ("multipath", "gnss", "multipath", 3.0 * s, 3.0 * s + 20.0, {"jump_m": [8.0, 25.0], "hold_s": 4.0}),
-                ("drift", "gnss", "drift", 4.5 * s, 4.5 * s + 40.0, {"rate_mps": 0.4, "dir_enu": [0.0, 1.0, 0.0]}),
-                ("spoofing", "gnss", "spoofing", 6.5 * s, 6.5 * s + 40.0, {"offset_enu_m": [30.0, -20.0, 0.0]}),
-                ("slip", "wheel", "slip", 8.5 * s, 8.5 * s + 10.0, {"slip_ratio": 0.5})]
-        for name, sensor, kind, a, b, params in spec:
-            fl.append(F(sensor, kind, t0 + a, t0 + b, params))
-            intervals.append((name, t0 + a, t0 + b))
-    ev = list(sensors.imu(traj, cfg=cfg, seed=seed))
-    ev += list(sensors.wheel(traj, fl, cfg=cfg, seed=seed))
-    ev += list(sensors.gnss(traj, DATUM, fl, cfg=cfg, seed=seed))
-    gt_t, gt_T = traj.gt()
-    # BEV-like global fixes: 0.5 Hz, 0.3 m / 2 deg, delivered 0.8 s late (late-measurement path)
-    rng = np.random.default_rng(seed + 7)
-    fixes = []
-    for tf in np.arange(t0 + 5.0, traj.t1, 2.0):
-        T = traj.poses(np.array([tf]))[0]
-        yaw = np.arctan2(T[1, 0], T[0, 0]) + rng.normal(0, np.radians(2.0))
-        Tn = se3(rot_z(yaw), T[:3, 3] + np.append(rng.normal(0, 0.3, 2), 0.0))
-        cov = np.diag([0.09, 0.09, 1.0, 0.01, 0.01, np.radians(2.0) ** 2])
-        fixes.append((tf + 0.8, PoseFixEvent(tf, Tn, cov, source="bev", dof="xyyaw")))
-    keyed = [(e.t, e) for e in ev] + fixes
-    keyed.sort(key=lambda x: x[0])
-    return [e for _, e in keyed], gt_t, gt_T, intervals
-
-
+# ---- simulated scenario: geoloc_ros.fusion.replay.sim_fault_scenario -------------------------
 def _interp_gt(t, gt_t, gt_T):
     from geoloc_ros.geometry import interpolate_poses
     T, ok = interpolate_poses(t, gt_t, gt_T)
@@ -132,7 +91,7 @@ def _verdict_pr(res, events, gt_t, gt_T, intervals, datum):
 
 def run_sim(quick: bool, metrics: dict, rows: list):
     duration = 400.0 if quick else 700.0
-    events, gt_t, gt_T, intervals = sim_scenario(duration)
+    events, gt_t, gt_T, intervals = sim_fault_scenario(duration, datum=DATUM)
     cfg = FusionConfig(gnss_use_altitude=True)
     variants = {"ours": lambda: FusionFilter(cfg, DATUM), "naive": lambda: naive_filter(cfg, DATUM),
                 "dead_reckoning": lambda: dead_reckoning(cfg, DATUM), "gnss_only": lambda: GnssOnly(cfg, DATUM)}

@@ -34,12 +34,14 @@ class FusionConfig:
     wheel_lever_m: list = param([0.0, 0.0, 0.0], "position of the wheel-odometry frame in base_link", "m")
     wheel_yaw_rad: float = param(0.0, "yaw of the wheel-odometry frame in base_link", "rad")
     wheel_speed_std_mps: float = param(0.05, "wheel forward-speed standard deviation (floor)", "m/s")
-    wheel_speed_rel_std: float = param(0.02, "wheel forward-speed std relative to speed", "")
+    wheel_speed_rel_std: float = param(0.1, "wheel forward-speed std relative to speed (covers the "
+                                       "time-correlated scale error, not only white noise)", "")
     nhc_std_mps: float = param(0.05, "non-holonomic constraint std (lateral and vertical speed)", "m/s")
     wheel_yaw_rate_std_rps: float = param(0.03, "wheel yaw-rate std (floor); 0 disables its use", "rad/s")
     use_wheel_yaw_rate: bool = param(False, "use the wheel yaw rate as a gyro-bias measurement")
     slip_gate_chi2: float = param(16.0, "wheel-speed NIS above this marks slip (skipped)", "")
-    slip_abs_mps: float = param(0.3, "wheel minus filter speed above this (and over the gate) is slip", "m/s")
+    slip_abs_mps: float = param(0.3, "wheel minus filter speed above this + slip_rel*|v| (and over the gate) is slip", "m/s")
+    slip_rel: float = param(0.1, "speed-proportional part of the slip threshold", "")
     # ---- zero-velocity update ----------------------------------------------------------------
     zupt_speed_mps: float = param(0.02, "wheel speed below this (with low gyro) means stationary", "m/s")
     zupt_gyr_rps: float = param(0.02, "gyro norm below this (with low wheel speed) means stationary", "rad/s")

@@ -219,6 +219,8 @@ class ErrorStateKF:
         self.g = np.array([0.0, 0.0, -float(cfg.gravity_mps2)])
         self._q = np.array([cfg.acc_noise ** 2, cfg.gyr_noise ** 2, cfg.acc_bias_walk ** 2,
                             cfg.gyr_bias_walk ** 2])
+        self._qi = np.arange(3, 15)                 # diagonal of v, theta, ba, bg
+        self._qv = np.repeat(self._q, 3)            # their noise densities squared
         self._F = np.eye(15)
         self._I15 = np.eye(15)
         self.log: deque = deque()
@@ -290,12 +292,7 @@ class ErrorStateKF:
         F[6:9, 6:9] = dR.T
         F[6:9, 12:15] = -_I3 * dt
         P = F @ self.P @ F.T
-        q = self._q * dt
-        i = np.arange(3)
-        P[3 + i, 3 + i] += q[0]
-        P[6 + i, 6 + i] += q[1]
-        P[9 + i, 9 + i] += q[2]
-        P[12 + i, 12 + i] += q[3]
+        P[self._qi, self._qi] += self._qv * dt
         self.P = P
         self.t += dt
 

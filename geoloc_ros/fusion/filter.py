@@ -18,6 +18,7 @@ the GNSS degradation monitor, wheel-slip detection, late measurements and map->o
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, deque
 
 import numpy as np
@@ -27,7 +28,7 @@ from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, Pos
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.eskf import ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
 from geoloc_ros.fusion.gnss import Datum, GnssMonitor, WheelSlipDetector
-from geoloc_ros.geometry import rot_z, se3_inverse, wrap_angle
+from geoloc_ros.geometry import rot_z, wrap_angle
 
 log = logging.getLogger("geoloc_ros.fusion")
 
@@ -90,7 +91,6 @@ class FusionFilter:
         self.wheel_v = 0.0
         self.wheel_t = None
         self.wheel_slip = False
-        self._slip_since = None
         self._acc_buf: deque = deque(maxlen=64)
         self._init_track: list = []
         # continuous odom frame: x, y, yaw (m, m, rad) + path length; history for late lookups
@@ -140,8 +140,12 @@ class FusionFilter:
                 "dead_reckoning" if std_h < self.cfg.max_pos_std_m else "not_localized")
         T = kf.pose()
         T_map_odom = None
-        if self.cfg.track_odom:
-            T_map_odom = T @ se3_inverse(self._odom_pose(kf.p[2]))
+        if self.cfg.track_odom:   # = T_map_base @ inv(T_odom_base): a yaw + xy transform
+            d = math.atan2(kf.R[1, 0], kf.R[0, 0]) - self._odom[2]
+            c, s = math.cos(d), math.sin(d)
+            T_map_odom = np.array([[c, -s, 0.0, kf.p[0] - c * self._odom[0] + s * self._odom[1]],
+                                   [s, c, 0.0, kf.p[1] - s * self._odom[0] - c * self._odom[1]],
+                                   [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
         return PoseEstimate(t=kf.t, T_map_base=T, cov6=cov6, twist=kf.twist(), mode=mode,
                             gnss_verdict=gnss.verdict, gnss_reason=gnss.reason,
                             wheel_slip=self.wheel_slip, counters=counters, T_map_odom=T_map_odom)
@@ -182,12 +186,15 @@ class FusionFilter:
 
     # ---- step 4: IMU -------------------------------------------------------------------------
     def _on_imu(self, ev: ImuEvent, t: float):
-        acc, gyr = ev.acc_mps2, ev.gyr_rps
-        if not _finite(acc, gyr) or np.shape(acc) != (3,) or np.shape(gyr) != (3,):
+        try:
+            acc = np.asarray(ev.acc_mps2, float).reshape(3)
+            gyr = np.asarray(ev.gyr_rps, float).reshape(3)
+        except (TypeError, ValueError):
             return self._reject("imu", "NaN/inf or malformed sample")
-        acc = np.asarray(acc, float)
-        gyr = np.asarray(gyr, float)
-        if (acc @ acc) > self.cfg.imu_acc_max_mps2 ** 2 or (gyr @ gyr) > self.cfg.imu_gyr_max_rps ** 2:
+        a2, w2 = float(acc @ acc), float(gyr @ gyr)
+        if not (math.isfinite(a2) and math.isfinite(w2)):
+            return self._reject("imu", "NaN/inf or malformed sample")
+        if a2 > self.cfg.imu_acc_max_mps2 ** 2 or w2 > self.cfg.imu_gyr_max_rps ** 2:
             return self._reject("imu", "sample over the sensor range")
         self._advance_clock(t)
         self.last_imu_t = t
@@ -211,8 +218,8 @@ class FusionFilter:
             dt = t - self._odom_t
             if 0.0 < dt < 1.0:
                 kf = self.kf
-                wheel_fresh = self.wheel_t is not None and t - self.wheel_t < 0.5
-                if wheel_fresh or not kf.initialized:   # independent of GNSS where wheels exist
+                wheel_ok = self.wheel_t is not None and t - self.wheel_t < 0.5 and not self.wheel_slip
+                if wheel_ok or not kf.initialized:   # independent of GNSS where wheels exist
                     vx, vy = self.wheel_v, 0.0
                     wz = gyr[2] if not kf.initialized else (kf.R @ (gyr - kf.bg))[2]
                 else:
@@ -276,25 +283,20 @@ class FusionFilter:
             meas = WheelSpeed(t, v, std * std, cfg.nhc_std_mps ** 2, self._R_base_wheel,
                               self._wheel_lever, yr,
                               max(cfg.wheel_yaw_rate_std_rps ** 2, float(ev.var_yaw_rate)))
+            meas.var_white = max(cfg.wheel_speed_std_mps ** 2, float(ev.var_v))   # for the slip test
         return self._apply_late_aware(meas, self._wheel_decide)
 
     def _wheel_decide(self, meas) -> bool:
-        """Slip check on the forward speed (skip; inflate once slip lasts over 2 s)."""
+        """Slip check on the forward speed against the IMU-propagated velocity (skip when slipping)."""
         self.wheel_slip = False
         if not isinstance(meas, WheelSpeed) or not self.cfg.degradation_handling:
             return True
-        inn = self.kf.innovation(WheelSpeed(meas.t, meas.v, meas.var_v, 1.0, meas.Rbw, meas.lever, nhc=False))
+        inn = self.kf.innovation(WheelSpeed(meas.t, meas.v, meas.var_white, 1.0, meas.Rbw, meas.lever, nhc=False))
         slipping = self.slip.check(meas.v, meas.v - float(inn.residual[0]), float(inn.S[0, 0]))
         if not slipping:
-            self._slip_since = None
             return True
         self.wheel_slip = True
         self.counters["wheel.slip"] += 1
-        if self._slip_since is None:
-            self._slip_since = meas.t
-        if meas.t - self._slip_since > 2.0:   # persistent disagreement: trust it, inflated
-            meas.noise_scale = inn.nis / self.cfg.slip_gate_chi2
-            return True
         self.reasons["wheel"] = f"slip: wheel {meas.v:.2f} m/s vs predicted {meas.v - inn.residual[0]:.2f} m/s"
         return False
 

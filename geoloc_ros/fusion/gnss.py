@@ -231,8 +231,8 @@ class GnssMonitor:
         var_h = float(cov_map[0, 0] + cov_map[1, 1])
         var_rep = var_h if var_h_reported is None else float(var_h_reported)
         checks = {"nis": nis, "var_h_m2": var_rep}
-        self.epochs.append((t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m),
-                            np.asarray(R_map_odom_2d, float).copy()))
+        self.epochs.append([t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m),
+                            np.asarray(R_map_odom_2d, float).copy(), False])
         while self.epochs and self.epochs[0][0] < t - 2.5 * max(cfg.gnss_window_s, cfg.gnss_drift_window_s):
             self.epochs.popleft()
 
@@ -284,6 +284,7 @@ class GnssMonitor:
             self.reject_since = min(self.reject_since, t)
         else:
             self.reject_since = np.inf
+            self.epochs[-1][5] = True       # accepted: usable as a window reference
         self.last = a
         return a
 
@@ -292,11 +293,11 @@ class GnssMonitor:
         the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``."""
         cfg = self.cfg
         ref = None
-        for e in self.epochs:          # oldest first: newest epoch at least W old
-            if e[0] <= t - W:
-                ref = e
-            else:
+        for e in self.epochs:          # oldest first: newest accepted epoch at least W old
+            if e[0] > t - W:
                 break
+            if e[5]:
+                ref = e
         if ref is None or t - ref[0] > 2.5 * W:
             return ""
         cur = self.epochs[-1]
@@ -319,7 +320,8 @@ class WheelSlipDetector:
     """Wheel slip: the wheel forward speed against the IMU-predicted speed of the filter.
 
     A wheel update whose forward-speed NIS exceeds ``slip_gate_chi2`` and whose difference exceeds
-    ``slip_abs_mps`` is slip; the filter skips it. Counts are kept for the estimate.
+    ``slip_abs_mps + slip_rel * |v|`` is slip; the filter skips it (the filter's velocity
+    covariance grows meanwhile, so wheels that agree again are taken back). Counts are kept.
     """
 
     def __init__(self, cfg):
@@ -330,6 +332,7 @@ class WheelSlipDetector:
     def check(self, v_wheel: float, v_pred: float, S_vv: float) -> bool:
         d = v_wheel - v_pred
         nis = d * d / max(S_vv, 1e-12)
-        self.slipping = bool(nis > self.cfg.slip_gate_chi2 and abs(d) > self.cfg.slip_abs_mps)
+        self.slipping = bool(nis > self.cfg.slip_gate_chi2
+                             and abs(d) > self.cfg.slip_abs_mps + self.cfg.slip_rel * abs(v_wheel))
         self.count += int(self.slipping)
         return self.slipping
