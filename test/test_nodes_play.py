@@ -128,7 +128,7 @@ def test_play_m3dgr_livox_and_quirks_reach_the_node(tmp_path):
         assert len(rig.gnss) == stats.published["gnss/fix"] == DUR * 5
         # /clock follows the record time, monotonic, inside the bag
         cl = [stamp_to_s(c.clock) for c in rig.clock]
-        assert len(cl) > 100 and np.all(np.diff(cl) >= 0) and T0 <= cl[0] and cl[-1] <= T0 + DUR + 0.1
+        assert len(cl) >= 10 and np.all(np.diff(cl) >= 0) and T0 <= cl[0] and cl[-1] <= T0 + DUR + 0.1
     finally:
         rig.close()
 
