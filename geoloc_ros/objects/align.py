@@ -19,7 +19,7 @@ from geoloc_ros.objects.descriptor import Descriptors, single_scores
 from geoloc_ros.objects.register import register_4dof
 
 __all__ = ["AlignResult", "candidates", "align_roman", "align_clipper_plain", "check_inputs",
-           "finish"]
+           "finish", "runner_up"]
 
 
 @dataclass
@@ -36,6 +36,8 @@ class AlignResult:
     solve_s: float = 0.0
     n_candidates: int = 0
     rms_m: float = float("nan")
+    runner_up: int = 0                   # size of the best cluster disjoint from the selected one
+    T_fit: np.ndarray | None = None      # (4, 4) least-squares pose of the cluster, even when rejected
 
 
 def check_inputs(query: Descriptors, target: Descriptors, cfg: ObjectsConfig) -> str:
@@ -79,6 +81,11 @@ def finish(query: Descriptors, target: Descriptors, assoc: np.ndarray, cfg: Obje
         res.ok, res.reason = False, "no consistent associations"
         return res
     P, Q = (query.anchors(), target.anchors()) if anchors else (query.centroids, target.centroids)
+    fit = register_4dof(P[res.assoc[:, 0]], Q[res.assoc[:, 1]], weights, min_associations=2,
+                        min_spread_m=0.0, min_sigma_m=cfg.min_sigma_m, max_rms_m=np.inf)
+    res.T_fit = fit.T  # where this cluster would put the query (for rival checks)
+    if not res.ok and res.reason:
+        return res     # already rejected (e.g. ambiguous): keep the reason, report the fit
     reg = register_4dof(P[res.assoc[:, 0]], Q[res.assoc[:, 1]], weights,
                         cfg.min_associations, cfg.min_spread_m, cfg.min_sigma_m, cfg.max_rms_m)
     res.rms_m = reg.rms_m
@@ -111,9 +118,30 @@ def align_roman(query: Descriptors, target: Descriptors, cfg: ObjectsConfig,
         res.reason = "no pair of candidates is geometrically consistent"
         return res
     sel, sol = clipper.associate(M, A, u0=u0, seed=cfg.solver_seed)
+    res.runner_up = runner_up(M, A, sel, cfg) if len(sel) else 0
     t2 = time.perf_counter()
     res.affinity_s, res.solve_s, res.score = t1 - t0, t2 - t1, float(sol.score)
+    if res.runner_up and len(sel) < cfg.min_distinct_ratio * res.runner_up:
+        res.reason = (f"ambiguous association: {len(sel)} consistent objects vs {res.runner_up} "
+                      f"in a disjoint cluster (< {cfg.min_distinct_ratio}x)")
     return finish(query, target, sel, cfg, res, anchors=True)
+
+
+def runner_up(M, A: np.ndarray, sel: np.ndarray, cfg: ObjectsConfig) -> int:
+    """Size of the densest cluster among the candidates that use none of the selected objects.
+
+    A true alignment stands out (7 associations against 2-3 chance ones); a chance clique of a
+    wrong place does not (4 against 3-4). Same solver, same graph minus the selected objects."""
+    used_q = np.isin(A[:, 0], sel[:, 0])
+    used_t = np.isin(A[:, 1], sel[:, 1])
+    keep = np.flatnonzero(~used_q & ~used_t)
+    if len(keep) < 2:
+        return 0
+    M2 = M[keep][:, keep]
+    if M2.nnz == 0:
+        return 1
+    sel2, _ = clipper.associate(M2, A[keep], seed=cfg.solver_seed)
+    return len(sel2)
 
 
 def align_clipper_plain(query: Descriptors, target: Descriptors, cfg: ObjectsConfig,

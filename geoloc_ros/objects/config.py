@@ -22,7 +22,8 @@ class ObjectsConfig:
     max_candidates: int = param(1600, "at most this many candidate associations (best single scores kept)")
     solver_seed: int = param(0, "seed of the solver's random start vector")
     # --- registration / acceptance -------------------------------------------------------------
-    min_associations: int = param(4, "associations needed to accept a fix")
+    min_associations: int = param(5, "associations needed to accept a fix (4 determine a 4-DoF pose; chance 4-cliques between unrelated places are common, 5-cliques were not seen)")
+    min_distinct_ratio: float = param(1.5, "the selected cluster must be this many times the best disjoint runner-up cluster (0: off)")
     min_spread_m: float = param(0.5, "smaller horizontal spread (std) of associated objects; below: collinear, rejected", "m")
     min_sigma_m: float = param(0.15, "floor of the per-axis centroid residual sigma in the fix covariance (calibrated: NEES ~ 4 on the bench pairs)", "m")
     max_rms_m: float = param(1.0, "largest RMS centroid residual of an accepted fix", "m")

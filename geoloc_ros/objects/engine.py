@@ -55,9 +55,11 @@ def match_submap(query: Submap, omap: ObjectMap | None, cfg: ObjectsConfig, T_od
                        n_query=len(query))
     align = _METHODS[method]
     results: list[tuple[int, AlignResult]] = []
+    every: list[tuple[int, AlignResult]] = []
     reasons: dict[str, int] = {}
     for sub in omap.submaps(cfg):
         r = align(query.objects, sub.objects, cfg)
+        every.append((sub.index, r))
         if r.ok:
             results.append((sub.index, r))
         else:
@@ -67,19 +69,23 @@ def match_submap(query: Submap, omap: ObjectMap | None, cfg: ObjectsConfig, T_od
     if not results:
         top = max(reasons, key=reasons.get) if reasons else "no map submap"
         return _no_fix(f"no map submap aligned (most common: {top})", **info)
-    T_mq = {k: omap.centres[k] @ r.T for k, r in results}
     results.sort(key=lambda kr: (-kr[1].n_assoc, kr[1].rms_m))
     kb, best = results[0]
+    T_best = omap.centres[kb] @ best.T
+    # rival: the largest cluster of any map submap (accepted or not) that puts the query
+    # somewhere else - chance cliques of unrelated places must not come close to the best
     rival = 0
-    for k, r in results[1:]:
-        if np.linalg.norm(T_mq[k][:2, 3] - T_mq[kb][:2, 3]) > cfg.disagree_m:
+    for k, r in every:
+        if k == kb or r.T_fit is None:
+            continue
+        if np.linalg.norm((omap.centres[k] @ r.T_fit)[:2, 3] - T_best[:2, 3]) > cfg.disagree_m:
             rival = max(rival, r.n_assoc)
     info.update(n_assoc=best.n_assoc, submap=int(kb), rival_assoc=rival, rms_m=best.rms_m,
                 n_candidates=best.n_candidates, affinity_s=best.affinity_s, solve_s=best.solve_s)
     if rival and best.n_assoc < cfg.min_margin * rival:
         return _no_fix(f"ambiguous: {best.n_assoc} associations vs {rival} for a pose "
                        f"> {cfg.disagree_m} m away", **info)
-    T_map_Q = T_mq[kb]
+    T_map_Q = T_best
     T_odom_Q = np.asarray(query.T_world_submap, float)
     T_odom_base = T_odom_Q if T_odom_base is None else np.asarray(T_odom_base, float)
     T_Q_base = se3_inverse(T_odom_Q) @ T_odom_base
