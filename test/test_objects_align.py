@@ -73,3 +73,12 @@ def test_identical_objects_give_no_fix():
     row = _objs(np.column_stack([np.arange(10) * 4.0, np.zeros(10), np.zeros(10)]))
     r = align_roman(row, row, CFG)
     assert not r.ok
+
+
+def test_unrelated_places_are_not_aligned():
+    for seed in range(6):
+        a = synth.make_pair(30_000 + seed, "same", 0.0)
+        b = synth.make_pair(40_000 + seed, synth.VIEWS[seed % 3], 0.2)
+        r = align_roman(b.query, a.target, CFG)
+        assert not r.ok, f"seed {seed}: {r.n_assoc} associations accepted between unrelated places"
+        assert r.reason

@@ -122,3 +122,15 @@ def test_engine_bad_input_and_no_map(world):
     assert c.status == CandidateStatus.OK or c.reason
     with pytest.raises(ValueError):
         ObjectLocalizer(CFG, om, method="nope")
+
+
+def test_engine_gives_no_fix_in_an_unmapped_place(world):
+    """Driving through a different scene with the same kinds of objects: chance cliques exist in
+    every query submap, none may become a fix."""
+    _, om = world
+    other = synth.make_scene(103)
+    eng = ObjectLocalizer(CFG, om)
+    fixes = _drive(eng, other, np.arange(30.0, -21.0, -2.5), np.eye(4), np.pi, -0.5, np.random.default_rng(3))
+    assert len(fixes) >= 3
+    assert all(c.status == CandidateStatus.NO_FIX and c.reason for c, _ in fixes), \
+        [c.reason for c, _ in fixes]
