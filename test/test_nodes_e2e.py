@@ -109,6 +109,10 @@ def test_node_localizes_a_played_run_on_its_map(sim):
         assert len(errs) > 20
         # the second half of the run: the filter has converged on GNSS (and the map's fixes)
         half = errs[len(errs) // 2:]
+        lat = node.diag["fusion"].latency_ms()
+        print(f"\ne2e: {len(poses)} poses, error median {np.median(errs):.2f} m, second half median "
+              f"{np.median(half):.2f} m / max {half.max():.2f} m, sigma median {np.median(sig):.2f} m, "
+              f"latency mean/p95 {lat[0]:.0f}/{lat[1]:.0f} ms, service: {answer.get('resp')}")
         assert np.median(half) < 3.0, f"median error {np.median(half):.2f} m"
         inside = np.mean(half <= 3.0 * sig[len(errs) // 2:] + 0.5)
         assert inside >= 0.8, f"only {inside:.0%} of poses within their 3-sigma bound"

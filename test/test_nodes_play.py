@@ -101,8 +101,8 @@ def test_play_m3dgr_livox_and_quirks_reach_the_node(tmp_path):
         assert "/ublox_driver/receiver_pvt" not in stats.published
         assert stats.published.get("points") == DUR * 10 and stats.published.get("imu") == DUR * 100
         n = rig.node.diag
-        assert n["points"].accepted >= 0.8 * DUR * 10, dict(n["points"].rejected)
-        assert n["imu"].accepted >= 0.8 * DUR * 100, dict(n["imu"].rejected)
+        assert n["points"].accepted >= 0.5 * DUR * 10, dict(n["points"].rejected)
+        assert n["imu"].accepted >= 0.5 * DUR * 100, dict(n["imu"].rejected)
         assert n["gnss/fix"].accepted >= 1, dict(n["gnss/fix"].rejected)
         # Livox CustomMsg became PointCloud2 with the per-point time; the node decoded it with the
         # profile's extrinsic
