@@ -276,9 +276,9 @@ def associate(M: sp.spmatrix, A: np.ndarray, u0: np.ndarray | None = None,
               params: SolverParams | None = None, seed: int = 0) -> tuple[np.ndarray, Solution]:
     """Selected associations (k, 2) of ``A`` (m, 2) and the solver's :class:`Solution`.
 
-    Nodes whose ``u`` is zero (rounding picked more than the support) are dropped, and the
-    result satisfies the one-to-one constraint by construction of ``M`` only for linked nodes,
-    so a final greedy pass keeps the first occurrence of each object (largest ``u`` first).
+    Nodes whose ``u`` is zero (rounding picked more than the support) are dropped. The affinity
+    already zeroes pairs that share an object, but rounding can still pick two such nodes, so a
+    final pass enforces one-to-one (largest ``u`` first).
     """
     sol = solve(M, u0, params, seed)
     nodes = sol.nodes[sol.u[sol.nodes] > 0] if sol.nodes.size else sol.nodes
