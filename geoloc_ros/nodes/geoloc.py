@@ -413,6 +413,11 @@ class GeolocNode(Node):
         for src in ("bev", "objects"):
             d = self.diag[src]
             st = stats.get(src)
+            if self.fusion_only:   # split layout: the engine is another node; these are its fixes
+                d.level = DiagnosticStatus.OK if d.accepted else DiagnosticStatus.WARN
+                d.message = (f"{d.accepted} fixes from {FIX_TOPICS.get(src, src)}" if d.accepted
+                             else f"waiting for {FIX_TOPICS.get(src, src)}")
+                continue
             if getattr(loc, src, None) is None:
                 d.level = DiagnosticStatus.WARN if self.cfg.map_dir else DiagnosticStatus.OK
                 d.message = self.map_error or ("engine off (no map)" if not self.cfg.map_dir
