@@ -30,7 +30,7 @@ class BevConfig:
     keyframe_spacing_m: float = param(1.0, "build_database keeps a scan when the robot moved this far (or turned 30 deg)", "m")
     # --- pose ----------------------------------------------------------------------------------
     match_top_k: int = param(3, "a query keypoint supports a pose when one of its k most similar keyframe keypoints fits")
-    ransac_iterations: int = param(512, "2-point RANSAC hypotheses per keyframe")
+    ransac_iterations: int = param(256, "2-point RANSAC hypotheses per keyframe")
     inlier_threshold_m: float = param(0.5, "RANSAC inlier distance", "m")
     min_inliers: int = param(12, "fewer pose inliers than this is no fix")
     min_inlier_ratio: float = param(0.08, "fewer inliers per mutual match than this is no fix")

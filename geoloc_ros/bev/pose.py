@@ -136,7 +136,8 @@ def _hypotheses(q: np.ndarray, p: np.ndarray, iters: int, thr: float, rng: np.ra
 
 def _residual2(yaw, t, q, pc):
     """Squared residuals (M, Nq, k) of hypotheses against candidate points pc (Nq, k, 2) of q (Nq, 2)."""
-    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    c, s = np.cos(yaw).astype(np.float32)[:, None], np.sin(yaw).astype(np.float32)[:, None]
+    q, t, pc = q.astype(np.float32), np.asarray(t, np.float32), pc.astype(np.float32)
     px = c * q[None, :, 0] - s * q[None, :, 1] + t[:, :1]
     py = s * q[None, :, 0] + c * q[None, :, 1] + t[:, 1:]
     return (px[..., None] - pc[None, ..., 0]) ** 2 + (py[..., None] - pc[None, ..., 1]) ** 2

@@ -116,18 +116,42 @@ class ReinNet(nn.Module):
         return ((r[None, :] ** 2 + r[:, None] ** 2) <= 1.0).float()
 
     def features(self, x: torch.Tensor):
-        """Group-pooled equivariant maps: (B, w2, S/4, S/4) and (B, 128, S/8, S/8)."""
+        """Group-pooled equivariant maps: (B, w2, S/4, S/4) and (B, 128, S/8, S/8).
+
+        Rotation k (angle k*360/R) is ``rot90`` of one of the R/4 base rotations in [0, 90) deg, so
+        only those go through ``grid_sample`` (in and back); quarter turns are exact permutations.
+        """
         B, _, S, _ = x.shape
         R = self.num_rotations
         x = x * self._disc(S, x.device)
-        angles = torch.arange(R, dtype=x.dtype, device=x.device) * (2 * math.pi / R)
-        xr = rotate_images(x.repeat_interleave(R, 0), angles.repeat(B))
-        f2 = self.stage2(self.stage1(xr))
+        if R % 4:
+            angles = torch.arange(R, dtype=x.dtype, device=x.device) * (2 * math.pi / R)
+            xr = rotate_images(x.repeat_interleave(R, 0), angles.repeat(B))
+            f2 = self.stage2(self.stage1(xr))
+            f3 = self.stage3(f2)
+            back = (-angles).repeat(B)
+            return (rotate_images(f2, back).unflatten(0, (B, R)).amax(1),
+                    rotate_images(f3, back).unflatten(0, (B, R)).amax(1))
+        q = R // 4
+        base = torch.arange(q, dtype=x.dtype, device=x.device) * (2 * math.pi / R)
+        xb = x[:, None].repeat(1, q, 1, 1, 1)                                  # (B, q, 1, S, S)
+        if q > 1:
+            xb[:, 1:] = rotate_images(x.repeat_interleave(q - 1, 0), base[1:].repeat(B)).unflatten(0, (B, q - 1))
+        xr = torch.stack([torch.rot90(xb, -m, dims=(3, 4)) for m in range(4)], 1)  # (B, 4, q, 1, S, S)
+        f2 = self.stage2(self.stage1(xr.flatten(0, 2)))
         f3 = self.stage3(f2)
-        back = (-angles).repeat(B)
-        f2 = rotate_images(f2, back).unflatten(0, (B, R)).amax(1)
-        f3 = rotate_images(f3, back).unflatten(0, (B, R)).amax(1)
-        return f2, f3
+
+        def pool(f):
+            f = f.unflatten(0, (B, 4, q))
+            f = torch.stack([torch.rot90(f[:, m], m, dims=(3, 4)) for m in range(4)], 1)  # undo quarter turns
+            out = f[:, :, 0].amax(1)
+            if q > 1:
+                g = f[:, :, 1:].transpose(1, 2).flatten(0, 2)                  # (B*(q-1)*4, C, h, w)
+                ang = (-base[1:]).repeat_interleave(4).repeat(B)
+                g = rotate_images(g, ang).unflatten(0, (B, (q - 1) * 4)).amax(1)
+                out = torch.maximum(out, g)
+            return out
+        return pool(f2), pool(f3)
 
     def forward(self, x: torch.Tensor):
         f2, f3 = self.features(x)
