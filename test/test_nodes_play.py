@@ -32,9 +32,9 @@ def _scan(t: float, frame: str) -> ScanEvent:
                      ring=np.zeros(360, np.int32), frame_id=frame)
 
 
-def write_bag(path, profile: str, lidar_frame: str):
+def write_bag(path, profile: str, lidar_frame: str, dur_s: float = DUR):
     from geoloc_ros.io.writer import BagWriter
-    n_imu = int(DUR * 100)
+    n_imu = int(dur_s * 100)
     with BagWriter(path, profile) as w:
         for i in range(n_imu):
             t = T0 + i * 0.01
@@ -153,3 +153,25 @@ def test_play_cli_rejects_a_missing_bag_with_a_message(tmp_path, capsys):
     rc = main([str(tmp_path / "nope.bag"), "--profile", "m3dgr"])
     assert rc == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_play_loop_starts_over_and_the_node_resets(tmp_path):
+    from geoloc_ros.play import play
+    dur = 4.0   # longer than twice the stale threshold, so that a loop shows as one
+    bag = write_bag(tmp_path / "spires", "oxford_spires", "pandar", dur)
+    rig = Rig("oxford_spires")
+    try:
+        player = Node("geoloc_play", context=rig.ctx)
+        calls = [0]
+        per_loop = int(dur * 100 + dur * 10)
+
+        def stop():
+            calls[0] += 1
+            return calls[0] > 1.7 * per_loop
+        stats = play(bag, "oxford_spires", rate=4.0, loop=True, node=player, stop=stop)
+        player.destroy_node()
+        assert stats.loops == 1
+        # the second pass restarts the stamps 4 s back: a bag loop, not stray old messages
+        assert wait(lambda: rig.node.resets >= 1, 10.0), dict(rig.node.diag["imu"].rejected)
+    finally:
+        rig.close()
