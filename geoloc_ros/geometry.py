@@ -14,7 +14,7 @@ __all__ = [
     "wrap_angle", "rot_z", "se2", "se2_from_matrix", "se3", "se3_inverse", "yaw_of",
     "quat_to_matrix", "matrix_to_quat", "rpy_to_matrix", "matrix_to_rpy", "transform_points",
     "pose_to_xyzquat", "xyzquat_to_pose", "yaw_only", "symmetrize", "is_valid_covariance",
-    "nees", "interpolate_poses",
+    "nees", "interpolate_poses", "PoseInterpolator",
 ]
 
 
@@ -134,28 +134,44 @@ def nees(err: np.ndarray, P: np.ndarray) -> float:
     return float(err @ np.linalg.solve(P, err))
 
 
+class PoseInterpolator:
+    """Poses of a trajectory ``t_s`` (N,) / ``T`` (N,4,4) at any times: linear in translation,
+    slerp in rotation. Built once (the slerp table), queried many times."""
+
+    def __init__(self, t_s: np.ndarray, T: np.ndarray, max_gap_s: float = np.inf):
+        from scipy.spatial.transform import Slerp
+
+        self.t_s = np.asarray(t_s, float)
+        self.T = np.asarray(T, float)
+        self.max_gap_s = max_gap_s
+        self._slerp = (Slerp(self.t_s, Rotation.from_matrix(self.T[:, :3, :3]))
+                       if len(self.t_s) >= 2 else None)
+
+    def __call__(self, t_query_s):
+        """(T_q (M,4,4), valid (M,) bool); queries outside the trajectory or inside a gap longer
+        than ``max_gap_s`` are invalid (their pose is the nearest one)."""
+        tq = np.atleast_1d(np.asarray(t_query_s, float))
+        t_s, T = self.t_s, self.T
+        out = np.repeat(np.eye(4)[None], len(tq), axis=0)
+        if len(t_s) == 0:
+            return out, np.zeros(len(tq), bool)
+        if len(t_s) == 1:
+            out[:] = T[0]
+            return out, np.isclose(tq, t_s[0])
+        i = np.clip(np.searchsorted(t_s, tq) - 1, 0, len(t_s) - 2)
+        gap = t_s[i + 1] - t_s[i]
+        valid = (tq >= t_s[0]) & (tq <= t_s[-1]) & (gap <= self.max_gap_s)
+        tc = np.clip(tq, t_s[0], t_s[-1])
+        a = np.clip((tc - t_s[i]) / np.where(gap > 0, gap, 1.0), 0.0, 1.0)
+        out[:, :3, 3] = (1 - a)[:, None] * T[i, :3, 3] + a[:, None] * T[i + 1, :3, 3]
+        out[:, :3, :3] = self._slerp(tc).as_matrix()
+        return out, valid
+
+
 def interpolate_poses(t_query_s, t_s: np.ndarray, T: np.ndarray, max_gap_s: float = np.inf):
     """Poses at ``t_query_s`` (M,) from a trajectory ``t_s`` (N,) / ``T`` (N,4,4): linear in
     translation, slerp in rotation. Returns (T_q (M,4,4), valid (M,) bool); queries outside the
     trajectory or inside a gap longer than ``max_gap_s`` are invalid (their pose is the nearest one).
+    For many queries on one trajectory, build a :class:`PoseInterpolator` once.
     """
-    from scipy.spatial.transform import Slerp
-
-    tq = np.atleast_1d(np.asarray(t_query_s, float))
-    t_s = np.asarray(t_s, float)
-    T = np.asarray(T, float)
-    out = np.repeat(np.eye(4)[None], len(tq), axis=0)
-    if len(t_s) == 0:
-        return out, np.zeros(len(tq), bool)
-    if len(t_s) == 1:
-        out[:] = T[0]
-        return out, np.isclose(tq, t_s[0])
-    i = np.clip(np.searchsorted(t_s, tq) - 1, 0, len(t_s) - 2)
-    gap = t_s[i + 1] - t_s[i]
-    valid = (tq >= t_s[0]) & (tq <= t_s[-1]) & (gap <= max_gap_s)
-    tc = np.clip(tq, t_s[0], t_s[-1])
-    a = np.clip((tc - t_s[i]) / np.where(gap > 0, gap, 1.0), 0.0, 1.0)
-    out[:, :3, 3] = (1 - a)[:, None] * T[i, :3, 3] + a[:, None] * T[i + 1, :3, 3]
-    slerp = Slerp(t_s, Rotation.from_matrix(T[:, :3, :3]))
-    out[:, :3, :3] = slerp(tc).as_matrix()
-    return out, valid
+    return PoseInterpolator(t_s, T, max_gap_s)(t_query_s)

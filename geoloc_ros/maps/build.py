@@ -19,7 +19,7 @@ import numpy as np
 
 from geoloc_ros.config import GeolocConfig, flatten
 from geoloc_ros.events import GnssEvent, ImageEvent, ScanEvent
-from geoloc_ros.geometry import interpolate_poses
+from geoloc_ros.geometry import PoseInterpolator
 from geoloc_ros.maps.mapdir import MapDir, MapError
 
 log = logging.getLogger("geoloc_ros.maps.build")
@@ -78,8 +78,10 @@ def build_map(bag, profile, trajectory, out, cfg: GeolocConfig | None = None, pr
     gnss: list[GnssEvent] = []
     roles = [r for r in ("lidar", "camera_rgb", "gnss") if r in prof.roles]
 
+    interp = PoseInterpolator(t_gt, T_gt, max_gap_s=max_gap_s)
+
     def pose_at(t: float):
-        T, ok = interpolate_poses([t], t_gt, T_gt, max_gap_s=max_gap_s)
+        T, ok = interp([t])
         return T[0] if ok[0] else None
 
     def posed_scans():
