@@ -13,7 +13,7 @@ Arguments:
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, GroupAction
 from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -59,5 +59,8 @@ def generate_launch_description():
         DeclareLaunchArgument("split", default_value="false",
                               description="run bev_localizer, object_localizer and fusion_node "
                                           "as separate processes"),
-        GroupAction([PushRosNamespace(namespace), all_in_one, *split_nodes, rviz_node]),
+        GroupAction([
+            # pushed only when given (as nav2_bringup does): an empty push is not portable
+            PushRosNamespace(namespace, condition=IfCondition(PythonExpression(["'", namespace, "' != ''"]))),
+            all_in_one, *split_nodes, rviz_node]),
     ])
