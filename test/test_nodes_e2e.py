@@ -19,6 +19,7 @@ from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from geoloc_ros.geometry import interpolate_poses, se2_from_matrix, wrap_angle  # noqa: E402
 from geoloc_ros.nodes.common import OUTPUT_QOS, msg_to_pose, stamp_to_s  # noqa: E402
@@ -67,6 +68,8 @@ def test_node_localizes_a_played_run_on_its_map(sim):
     client.create_subscription(PoseWithCovarianceStamped, "geoloc/pose", poses.append, OUTPUT_QOS)
     client.create_subscription(DiagnosticArray, "/diagnostics", diags.append, OUTPUT_QOS)
     client.create_subscription(PoseArray, "geoloc/candidates", cands.append, OUTPUT_QOS)
+    markers = []
+    client.create_subscription(MarkerArray, "geoloc/objects", markers.append, OUTPUT_QOS)
     answer = {}
     try:
         assert node.localizer.bev is not None, node.map_error
@@ -119,6 +122,12 @@ def test_node_localizes_a_played_run_on_its_map(sim):
         # diagnostics: every engine and GNSS reported
         names = {s.name for s in diags[-1].status}
         assert {"geoloc: bev", "geoloc: objects", "geoloc: fusion", "geoloc: gnss"} <= names
+        # the map's objects are on geoloc/objects (RViz), one cube per object of the map
+        if node.localizer.objects is not None:
+            n_obj = len(node.localizer.objects.map.objects.centroids)
+            assert markers, "no geoloc/objects"
+            cubes = [m for m in markers[-1].markers if m.ns == "map_objects"]
+            assert len(cubes) == n_obj and all(m.header.frame_id == "map" for m in cubes)
         # the service answered; its candidates (when the BEV engine finds any) include the truth
         resp = answer.get("resp")
         assert resp is not None, "geoloc/global_localize did not answer"
