@@ -40,8 +40,8 @@ ROWS = {  # kind: (duration s, marks for "detected", marks for "recovers")
     "gnss_spoof": (15.0, [], []),
     "gnss_nofix_stale": (15.0, [], []),
     "wheel_slip": (5.0, [], []),
-    "wheel_frozen": (5.0, [], [XF(reason="wheels reading 0 while the robot moves straight pass as standstill: "
-                                   "zero-velocity updates pin the filter, tens of metres off")]),
+    "wheel_frozen": (5.0, [], [XF(reason="wheels frozen at 0 m/s: after 2 s of 'slip' the filter trusts them "
+                                   "(inflated), and GNSS is then REJECTED as a jump against that dead reckoning")]),
     "wrong_frame": (3.0, [XF(reason="frame ids are checked by the node's decoder, not by the Localizer")], []),
 }
 
