@@ -26,8 +26,8 @@ from geoloc_ros.eval.inject import FaultLog, StreamFault, inject, true_stamp
 
 log = logging.getLogger("geoloc_ros.eval.faultrun")
 
-__all__ = ["FaultScene", "make_scene", "CaseResult", "run_case", "score", "alarm_counters",
-           "CHI2_2_3SIGMA", "AFTER_S"]
+__all__ = ["FaultScene", "make_scene", "CaseResult", "run_case", "score", "alarm_counters", "truth_error",
+           "far_initial_pose", "outside_map", "EXPECTED", "CHI2_2_3SIGMA", "AFTER_S"]
 
 CHI2_2_3SIGMA = 11.829   # chi-square, 2 dof, 99.73 % (the 3-sigma probability) for the x, y error
 AFTER_S = 10.0           # the window after a fault in which recovery is judged (s)
