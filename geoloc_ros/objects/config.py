@@ -27,7 +27,7 @@ class ObjectsConfig:
     min_spread_m: float = param(0.5, "smaller horizontal spread (std) of associated objects; below: collinear, rejected", "m")
     min_sigma_m: float = param(0.15, "floor of the per-axis centroid residual sigma in the fix covariance (calibrated: NEES ~ 4 on the bench pairs)", "m")
     max_rms_m: float = param(1.0, "largest RMS centroid residual of an accepted fix", "m")
-    min_margin: float = param(1.5, "the best map submap must have this many times the associations of the best disagreeing one")
+    min_margin: float = param(2.0, "the best map submap must have this many times the associations of any cluster (any map submap, accepted or not) that puts the query elsewhere")
     disagree_m: float = param(3.0, "two fixes further apart than this disagree", "m")
     # --- which frames are segmented ------------------------------------------------------------
     frame_min_travel_m: float = param(1.0, "a scan/RGB-D frame is segmented only after this much travel since the last one", "m")

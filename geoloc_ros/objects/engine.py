@@ -80,7 +80,7 @@ def match_submap(query: Submap, omap: ObjectMap | None, cfg: ObjectsConfig, T_od
             continue
         if np.linalg.norm((omap.centres[k] @ r.T_fit)[:2, 3] - T_best[:2, 3]) > cfg.disagree_m:
             rival = max(rival, r.n_assoc)
-    info.update(n_assoc=best.n_assoc, submap=int(kb), rival_assoc=rival, rms_m=best.rms_m,
+    info.update(n_assoc=best.n_assoc, submap=int(kb), rival_assoc=rival, runner_up=best.runner_up, rms_m=best.rms_m,
                 n_candidates=best.n_candidates, affinity_s=best.affinity_s, solve_s=best.solve_s)
     if rival and best.n_assoc < cfg.min_margin * rival:
         return _no_fix(f"ambiguous: {best.n_assoc} associations vs {rival} for a pose "
