@@ -162,6 +162,8 @@ class GnssMonitor:
         self.hold_reason = ""
         self.reject_since = np.inf
         self.grace_until = -np.inf
+        self._fit_t = -np.inf
+        self._fit_R = None
         self.good_streak = 0
         self.offsets: deque = deque(maxlen=max(1, int(self.cfg.gnss_offset_window)))
         self.offset_flag_t = None
@@ -233,12 +235,12 @@ class GnssMonitor:
         checks = {"nis": nis, "var_h_m2": var_rep}
         self.epochs.append([t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m),
                             np.asarray(R_map_odom_2d, float).copy(), False])
-        while self.epochs and self.epochs[0][0] < t - 2.5 * max(cfg.gnss_window_s, cfg.gnss_drift_window_s):
+        while self.epochs and self.epochs[0][0] < t - max(2.5 * cfg.gnss_window_s, 1.5 * cfg.gnss_drift_window_s, cfg.gnss_fit_s):
             self.epochs.popleft()
 
-        jump = (self._window_check(t, var_rep, R_map_odom_2d, yaw_std_rad, checks, cfg.gnss_window_s,
+        jump = (self._window_check(t, var_h, R_map_odom_2d, yaw_std_rad, checks, cfg.gnss_window_s,
                                    cfg.gnss_jump_m)
-                or self._window_check(t, var_rep, R_map_odom_2d, yaw_std_rad, checks,
+                or self._window_check(t, var_h, R_map_odom_2d, yaw_std_rad, checks,
                                       cfg.gnss_drift_window_s, cfg.gnss_drift_m))
         if t < self.grace_until:
             jump = ""   # re-converging after a covariance reset: the filter's heading is suspect
@@ -288,6 +290,26 @@ class GnssMonitor:
         self.last = a
         return a
 
+    def _fit_map_odom(self, t):
+        """map<-odom rotation (2, 2) fitted to the accepted GNSS track vs the odom track over the
+        last ``gnss_fit_s`` (independent of the filter's heading); None when the track is short."""
+        if t - self._fit_t < 1.0 and self._fit_R is not None:
+            return self._fit_R
+        acc = [e for e in self.epochs if e[5] and e[0] >= t - self.cfg.gnss_fit_s]
+        self._fit_t = t
+        self._fit_R = None
+        if len(acc) < 10:
+            return None
+        Z = np.array([e[1] for e in acc])
+        O = np.array([e[2] for e in acc])
+        Zc, Oc = Z - Z.mean(0), O - O.mean(0)
+        if np.sqrt(np.mean(np.sum(Oc ** 2, 1))) < 10.0:
+            return None
+        H = Oc.T @ Zc
+        a = np.arctan2(H[0, 1] - H[1, 0], H[0, 0] + H[1, 1])
+        self._fit_R = rot_z(a)[:2, :2]
+        return self._fit_R
+
     def _window_check(self, t, var_h, R_mo, yaw_std, checks, W, floor_m) -> str:
         """Reason string when the GNSS displacement over the last ``W`` seconds disagrees with
         the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``."""
@@ -298,15 +320,17 @@ class GnssMonitor:
                 break
             if e[5]:
                 ref = e
-        if ref is None or t - ref[0] > 2.5 * W:
-            return ""
+        if ref is None or t - ref[0] > cfg.gnss_window_max_age * W:
+            return ""   # no recent accepted reference: the NIS gate decides
         cur = self.epochs[-1]
         d_gnss = cur[1] - ref[1]
-        d_odom = ref[4] @ (cur[2] - ref[2])   # map<-odom of the reference: before a fault's pull
+        R_fit = self._fit_map_odom(t)
+        d_odom = (R_fit if R_fit is not None else ref[4]) @ (cur[2] - ref[2])
         mism = float(np.linalg.norm(d_gnss - d_odom))
         dist = cur[3] - ref[3]
         # two fixes' noise + odometry error growing with distance (2 %) + heading error
-        sigma = np.sqrt(var_h + (0.02 * dist) ** 2 + (max(yaw_std, 0.0175) * dist) ** 2)
+        sigma = np.sqrt(var_h + (cfg.gnss_window_odom_rel * dist) ** 2
+                        + (max(yaw_std, cfg.gnss_window_yaw_std_rad) * dist) ** 2)
         checks[f"window{W:.0f}_mismatch_m"] = mism
         checks[f"window{W:.0f}_sigma_m"] = sigma
         thr = max(floor_m, cfg.gnss_jump_sigma * sigma)

@@ -1,0 +1,100 @@
+"""Fusion filter on a simulated degraded run: accuracy vs ground truth, NEES, fault detection,
+slip handling and late fixes, against the naive filter (degradation handling off)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geoloc_ros.events import GnssEvent, Verdict
+from geoloc_ros.fusion.baselines import naive_filter
+from geoloc_ros.fusion.config import FusionConfig
+from geoloc_ros.fusion.filter import FusionFilter
+from geoloc_ros.fusion.gnss import Datum
+from geoloc_ros.fusion.replay import run_events, sim_fault_scenario
+from geoloc_ros.geometry import interpolate_poses, wrap_angle
+
+DATUM = Datum(48.1351, 11.5820, 520.0, 0.3)
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    pytest.importorskip("geoloc_ros.sim.sensors")
+    return sim_fault_scenario(300.0, seed=3, datum=DATUM, imu_rate_hz=50.0)
+
+
+@pytest.fixture(scope="module")
+def runs(scenario):
+    events = scenario[0]
+    return {"ours": run_events(FusionFilter(FusionConfig(), DATUM), events, sample_every=5),
+            "naive": run_events(naive_filter(FusionConfig(), DATUM), events, sample_every=5)}
+
+
+def _errors(res, gt_t, gt_T):
+    T, ok = interpolate_poses(res.t, gt_t, gt_T)
+    e = np.linalg.norm(res.T[:, :2, 3] - T[:, :2, 3], axis=1)
+    return e, T, ok
+
+
+def test_degraded_run_accuracy_vs_truth_and_naive(scenario, runs):
+    _, gt_t, gt_T, intervals = scenario
+    e_ours, _, ok = _errors(runs["ours"], gt_t, gt_T)
+    e_naive, _, ok2 = _errors(runs["naive"], gt_t, gt_T)
+    rmse_ours = np.sqrt(np.mean(e_ours[ok] ** 2))
+    rmse_naive = np.sqrt(np.mean(e_naive[ok2] ** 2))
+    assert rmse_ours < 1.5, rmse_ours
+    assert rmse_ours < 0.5 * rmse_naive, (rmse_ours, rmse_naive)
+    for name, a, b in intervals:        # every fault interval (and 10 s after it) stays accurate
+        m = ok & (runs["ours"].t >= a) & (runs["ours"].t <= b + 10.0)
+        assert np.sqrt(np.mean(e_ours[m] ** 2)) < 2.0, name
+
+
+def test_nees_consistency(scenario, runs):
+    _, gt_t, gt_T, _ = scenario
+    res = runs["ours"]
+    _, T, ok = _errors(res, gt_t, gt_T)
+    vals = []
+    for i in np.flatnonzero(ok)[::20]:
+        d = np.array([res.T[i, 0, 3] - T[i, 0, 3], res.T[i, 1, 3] - T[i, 1, 3],
+                      wrap_angle(np.arctan2(res.T[i, 1, 0], res.T[i, 0, 0]) - np.arctan2(T[i, 1, 0], T[i, 0, 0]))])
+        C = res.cov6[i][np.ix_([0, 1, 5], [0, 1, 5])]
+        vals.append(d @ np.linalg.solve(C, d))
+    frac = np.mean(np.array(vals) < 7.815)      # chi-square 3 dof, 95 %
+    assert frac > 0.75, frac
+
+
+def test_gnss_faults_are_flagged(scenario, runs):
+    events, gt_t, gt_T, intervals = scenario
+    gnss = {e.t: e for e in events if isinstance(e, GnssEvent)}
+    flagged = {t: v != Verdict.OK.value for t, v, _ in runs["ours"].verdicts if t in gnss}
+    bad, caught = 0, 0
+    for t, is_flagged in flagged.items():
+        if not any(a <= t <= b for n, a, b in intervals if n in ("multipath", "drift", "spoofing")):
+            continue
+        T, _ = interpolate_poses(np.array([t]), gt_t, gt_T)
+        e = gnss[t]
+        if np.linalg.norm(DATUM.to_map(e.lat_deg, e.lon_deg, e.alt_m)[:2] - T[0, :2, 3]) > 3.0:
+            bad += 1
+            caught += is_flagged
+    assert bad > 50 and caught / bad > 0.9, (caught, bad)
+    # healthy GNSS well before the first fault is accepted
+    first = min(a for _, a, _ in intervals)
+    early = [v for t, v, _ in runs["ours"].verdicts if gt_t[0] + 15.0 < t < first]
+    assert np.mean([v == Verdict.OK.value for v in early]) > 0.9
+    # denial is reported while there are no messages
+    counters = runs["ours"].last.counters
+    assert counters.get("late_measurements", 0) > 10        # the 0.8 s late global fixes
+    assert counters.get("wheel.slip", 0) > 0
+
+
+def test_denial_reported(scenario):
+    events, gt_t, _, intervals = scenario
+    a, b = next((a, b) for n, a, b in intervals if n == "denial")
+    f = FusionFilter(FusionConfig(), DATUM)
+    seen = set()
+    for e in events:
+        est = f.process(e)
+        if est is not None and a + 5.0 < e.t < b - 1.0:
+            seen.add(est.gnss_verdict)
+        if e.t > b:
+            break
+    assert seen == {Verdict.DENIED}
