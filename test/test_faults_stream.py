@@ -151,3 +151,18 @@ def test_outside_the_map_is_never_a_confident_pose(scene, tmp_path_factory):
     r = outside_map(other, cfg=cfg)
     assert r["crashes"] == 0
     assert r["localized_fraction"] == 0.0, r
+
+
+def test_injectors_take_degenerate_input():
+    """Empty clouds, an empty stream and events outside every window pass through unchanged."""
+    ev = [ScanEvent(t=float(i), points=np.zeros((0, 3), np.float32)) for i in range(3)]
+    ev.append(ScanEvent(t=3.0, points=np.ones((50, 3), np.float32)))
+    for kind in STREAM_FAULTS:
+        log = FaultLog()
+        out = list(inject(ev, [StreamFault(kind, 0.0, 10.0)], log))
+        assert len(out) >= (0 if kind == "lidar_dropout" else len(ev)), kind
+        assert list(inject([], [StreamFault(kind, 0.0, 1.0)])) == []
+        late = list(inject(ev, [StreamFault(kind, 100.0, 1.0)]))
+        assert [e.t for e in late] == [e.t for e in ev]
+    tiny = list(inject(ev, [StreamFault("tiny_cloud", 0.0, 10.0)]))
+    assert [len(e.points) for e in tiny] == [0, 0, 0, 5]

@@ -166,9 +166,10 @@ def _scan_points(n: int | None):
         for e in events:
             if isinstance(e, ScanEvent) and _inside(e, f):
                 pts = np.asarray(e.points, np.float32)
-                keep = rng.choice(len(pts), size=min(k, len(pts)), replace=False) if len(pts) else []
+                keep = (np.sort(rng.choice(len(pts), size=min(k, len(pts)), replace=False)) if len(pts)
+                        else np.zeros(0, np.int64))
                 iv.count += 1
-                yield _copy(e, points=pts[np.sort(keep)].reshape(-1, 3),
+                yield _copy(e, points=pts.reshape(-1, 3)[keep],
                             intensity=None, point_time_s=None, ring=None)
             else:
                 yield e
