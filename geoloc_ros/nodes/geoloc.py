@@ -127,6 +127,7 @@ class GeolocNode(Node):
         self._lock = threading.RLock()         # guards the localizer
         self._t_newest = -math.inf             # newest accepted event stamp (s)
         self._stale_run: list[float] = []      # stamps of consecutive stale events
+        self._old_base_guard = (0.0, 0.0)      # (until wall s, new base stamp) after a jump
         self._clock_last: float | None = None
         self._backlog = 0
         self._last_pub_wall = 0.0
@@ -159,14 +160,19 @@ class GeolocNode(Node):
             img_type = CompressedImage if compressed else Image
             self._sub("points", PointCloud2, "points", self.decoder.points, qos=SENSOR_QOS_BULK)
             self._sub_livox()
-            self._sub("camera", img_type, "camera/image", lambda m: self.decoder.image(m, compressed),
-                      qos=SENSOR_QOS_BULK)
-            self.create_subscription(img_type, "camera/depth", guarded(
-                self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.depth(m, compressed))),
-                SENSOR_QOS_BULK)
-            self.create_subscription(CameraInfo, "camera/camera_info", guarded(
-                self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.camera_info(m))),
-                SENSOR_QOS)
+            if getattr(localizer, "objects", None) is None:
+                # only the object engine uses images: decoding them for nothing costs real time
+                self.diag["camera"].message = "not subscribed (object engine off)"
+                self.get_logger().info("object engine off: camera topics not subscribed")
+            else:
+                self._sub("camera", img_type, "camera/image", lambda m: self.decoder.image(m, compressed),
+                          qos=SENSOR_QOS_BULK)
+                self.create_subscription(img_type, "camera/depth", guarded(
+                    self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.depth(m, compressed))),
+                    SENSOR_QOS_BULK)
+                self.create_subscription(CameraInfo, "camera/camera_info", guarded(
+                    self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.camera_info(m))),
+                    SENSOR_QOS)
         self._sub("imu", Imu, "imu", self.decoder.imu, qos=SENSOR_QOS_DEEP)
         self._sub("wheel_odom", Odometry, "wheel_odom", self.decoder.wheel, qos=SENSOR_QOS_DEEP)
         self._sub("gnss/fix", NavSatFix, "gnss/fix", self.decoder.gnss, qos=SENSOR_QOS_DEEP)
@@ -300,7 +306,16 @@ class GeolocNode(Node):
             # a stream that keeps coming from the past for longer than max_age: the time base
             # jumped backwards (bag loop, restarted recorder), not a stray message
             if max(self._stale_run) - min(self._stale_run) >= max_age:
+                new_base = max(self._stale_run)
                 self._reset(f"message stamps jumped back by {self._t_newest - e.t:.2f} s")
+                # follow the new time base; for a moment, stragglers of the old one still in
+                # flight are dropped instead of dragging the clock forward again
+                self._t_newest = new_base
+                self._old_base_guard = (time.monotonic() + 1.0, new_base)
+            return
+        guard_until, base = self._old_base_guard
+        if time.monotonic() < guard_until and e.t > base + 10.0 * max_age + 10.0:
+            stats.reject("old_time_base")
             return
         self._stale_run.clear()
         with self._lock:
