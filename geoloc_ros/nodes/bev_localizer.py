@@ -49,7 +49,7 @@ class BevLocalizerNode(EngineNode):
         return self.engine.localize(scan)
 
     def _srv_global(self, request, response):
-        from geoloc_ros.nodes.geoloc import summarize_candidates
+        from geoloc_ros.nodes.runtime import summarize_candidates
         if self.engine is None or self.last_scan is None:
             response.success = False
             response.message = self.map_error if self.engine is None else "no scan received yet"
@@ -64,7 +64,7 @@ class BevLocalizerNode(EngineNode):
 
 def main(argv=None) -> int:
     """Console script ``bev_localizer``."""
-    from geoloc_ros.nodes.geoloc import spin_node
+    from geoloc_ros.nodes.runtime import spin_node
     return spin_node(BevLocalizerNode, argv)
 
 

@@ -34,7 +34,7 @@ class EngineNode(Node):
     def __init__(self, node_name: str, *, overrides: dict | None = None, engine=None,
                  slot_size: int = 2, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
-        from geoloc_ros.nodes.geoloc import load_map_and_profile
+        from geoloc_ros.nodes.runtime import load_map_and_profile
         self.cfg, self.ncfg = declare_config(self, overrides)
         self.mapdir, self.profile, self.map_error = load_map_and_profile(self, self.cfg)
         self.engine = engine

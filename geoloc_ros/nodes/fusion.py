@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from geoloc_ros.nodes.geoloc import GeolocNode, spin_node
+from geoloc_ros.nodes.geoloc import GeolocNode
+from geoloc_ros.nodes.runtime import spin_node
 
 __all__ = ["FusionNode", "main"]
 

@@ -24,7 +24,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
@@ -38,12 +37,14 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from geoloc_ros import events as ev
-from geoloc_ros.geometry import se2_from_matrix, transform_points
-from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, SENSOR_QOS_BULK, SENSOR_QOS_DEEP, Diagnostics, EventQueue, PathBuilder,
-                                     TfBroadcaster, T_odom_base_of, candidates_to_pose_array, estimate_to_odometry,
+from geoloc_ros.geometry import transform_points
+from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, SENSOR_QOS_BULK, SENSOR_QOS_DEEP,
+                                     Diagnostics, EventQueue, PathBuilder, T_odom_base_of,
+                                     TfBroadcaster, candidates_to_pose_array, estimate_to_odometry,
                                      estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
                                      object_map_markers)
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
+from geoloc_ros.nodes.runtime import load_map_and_profile, spin_node, summarize_candidates
 
 __all__ = ["GeolocNode", "main", "spin_node", "load_map_and_profile", "summarize_candidates",
            "SUBSCRIBES", "PUBLISHES", "SERVICES"]
@@ -70,37 +71,6 @@ FIX_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=Reli
 SERVICES = {"geoloc/global_localize": "std_srvs/srv/Trigger", "geoloc/reset": "std_srvs/srv/Trigger"}
 _VERDICT_LEVEL = {"OK": DiagnosticStatus.OK, "DEGRADED": DiagnosticStatus.WARN,
                   "REJECTED": DiagnosticStatus.WARN, "DENIED": DiagnosticStatus.ERROR}
-
-
-def load_map_and_profile(node: Node, cfg):
-    """(mapdir or None, profile or None, error text or ''): failures are logged, never raised."""
-    mapdir, profile, err = None, None, ""
-    if cfg.map_dir:
-        try:
-            from geoloc_ros.maps.mapdir import MapDir
-            mapdir = MapDir.open(cfg.map_dir)
-        except Exception as e:  # noqa: BLE001 - a bad map must not kill the node
-            err = f"map '{cfg.map_dir}' not usable: {e}"
-            node.get_logger().error(err + " -- running without a prior map (dead reckoning)")
-    try:
-        from geoloc_ros.io.profiles import load_profile
-        profile = load_profile(cfg.profile)
-    except Exception as e:  # noqa: BLE001
-        node.get_logger().warning(f"profile '{cfg.profile}' not loaded ({e}): identity extrinsics, "
-                               "any frame_id accepted")
-    return mapdir, profile, err
-
-
-def summarize_candidates(cands: list[ev.Candidate], n: int = 3) -> str:
-    """One line: how many candidates and the best ``n`` as (x, y, yaw) score [source]."""
-    if not cands:
-        return "no candidate"
-    parts = []
-    for i, c in enumerate(cands[:n]):
-        x, y, yaw = se2_from_matrix(np.asarray(c.T_map_base, float))
-        parts.append(f"#{i + 1} ({x:.2f}, {y:.2f}, {math.degrees(yaw):.1f} deg) "
-                     f"score {c.score:.3f} [{c.source or '?'}]")
-    return f"{len(cands)} candidate(s): " + "; ".join(parts)
 
 
 class GeolocNode(Node):
@@ -498,26 +468,6 @@ class GeolocNode(Node):
         if self._worker.is_alive():
             self._worker.join(timeout=2.0)
         return super().destroy_node()
-
-
-def spin_node(factory, argv=None, threads: int = 3) -> int:
-    """rclpy.init, build ``factory()``, spin it on a MultiThreadedExecutor until Ctrl-C/shutdown."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    rclpy.init(args=sys.argv if argv is None else argv)
-    node = None
-    try:
-        node = factory()
-        ex = MultiThreadedExecutor(num_threads=threads)
-        ex.add_node(node)
-        ex.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
 
 
 def main(argv=None) -> int:

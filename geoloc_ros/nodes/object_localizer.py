@@ -101,7 +101,7 @@ class ObjectLocalizerNode(EngineNode):
 
 def main(argv=None) -> int:
     """Console script ``object_localizer``."""
-    from geoloc_ros.nodes.geoloc import spin_node
+    from geoloc_ros.nodes.runtime import spin_node
     return spin_node(ObjectLocalizerNode, argv)
 
 
