@@ -34,5 +34,5 @@ class BevConfig:
     inlier_threshold_m: float = param(0.5, "RANSAC inlier distance", "m")
     min_inliers: int = param(12, "fewer pose inliers than this is no fix")
     min_inlier_ratio: float = param(0.08, "fewer inliers per mutual match than this is no fix")
-    cov_inflation: float = param(4.0, "inflation of the least-squares covariance for correlated keypoint errors")
+    cov_inflation: float = param(6.0, "inflation of the least-squares covariance for correlated keypoint errors")
     seed: int = param(0, "seed of the RANSAC sampler (reproducible answers)")
