@@ -63,6 +63,14 @@ class GeolocConfig:
     enable_objects: bool = param(True, "run the object-map alignment engine")
     bev_period_s: float = param(1.0, "minimum time between BEV global queries", "s")
     max_msg_age_s: float = param(2.0, "messages older than this behind the newest are dropped", "s")
+    confirm_fixes: int = param(3, "global fixes that must agree through odometry before one initializes "
+                               "an unlocalized filter (1: trust the first)")
+    confirm_window_s: float = param(30.0, "how long an unconfirmed global fix waits for a second that agrees", "s")
+    confirm_dist_m: float = param(2.0, "two fixes agree when their odometry-predicted positions differ by less "
+                                  "than this (plus 5% of the travel between them)", "m")
+    confirm_yaw_rad: float = param(0.17, "... and their odometry-predicted headings by less than this", "rad")
+    confirm_travel_m: float = param(5.0, "agreeing fixes must span at least this much travel (a repetitive "
+                                    "street gives consistent wrong answers over a short stretch)", "m")
     bev: Any = _section_field("bev")
     objects: Any = _section_field("objects")
     fusion: Any = _section_field("fusion")

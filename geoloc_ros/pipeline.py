@@ -25,7 +25,7 @@ import numpy as np
 from geoloc_ros.config import GeolocConfig
 from geoloc_ros.events import (Candidate, CandidateStatus, GnssEvent, ImageEvent, ImuEvent,
                                PoseEstimate, PoseFixEvent, ScanEvent, WheelEvent)
-from geoloc_ros.geometry import se3_inverse, wrap_angle, yaw_of
+from geoloc_ros.geometry import se2, se2_from_matrix, se3_inverse, wrap_angle, yaw_of
 
 log = logging.getLogger("geoloc_ros.pipeline")
 
@@ -111,6 +111,7 @@ class Localizer:
         self.last_estimate: PoseEstimate | None = None
         self._t_last = -np.inf
         self._t_last_bev = -np.inf
+        self._pending: list[tuple[float, Candidate, np.ndarray | None]] = []
         self.resets = 0
 
     # ---- set-up --------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class Localizer:
             self.objects.reset()
         self._t_last = -np.inf
         self._t_last_bev = -np.inf
+        self._pending.clear()
         self.last_estimate = None
         self.resets += 1
 
@@ -186,8 +188,8 @@ class Localizer:
             T_odom_base = self._odom_pose()
             if T_odom_base is not None:
                 t0 = time.perf_counter()
-                self.objects.add_scan(scan, T_odom_base)
-                cand = self.objects.step()
+                cand = self._guarded("objects", lambda: (self.objects.add_scan(scan, T_odom_base),
+                                                         self.objects.step())[1])
                 self.stats["objects"].add_latency("total", 1e3 * (time.perf_counter() - t0))
                 if cand is not None:
                     self._offer(cand, scan.t, "objects")
@@ -200,12 +202,12 @@ class Localizer:
         if self.objects is not None:
             T_odom_base = self._odom_pose()
             if T_odom_base is not None:
-                self.objects.add_image(img, T_odom_base)
+                self._guarded("objects", lambda: self.objects.add_image(img, T_odom_base))
 
     def _bev_query(self, scan: ScanEvent) -> list[Candidate]:
         st = self.stats["bev"]
         t0 = time.perf_counter()
-        cands = self.bev.localize(scan)
+        cands = self._guarded("bev", lambda: self.bev.localize(scan)) or []
         st.add_latency("total", 1e3 * (time.perf_counter() - t0))
         for stage, ms in (cands[0].info.get("latency_ms", {}) if cands else {}).items():
             st.add_latency(stage, ms)
@@ -217,8 +219,59 @@ class Localizer:
             st.no_fix_reasons["no candidate"] += 1
         return cands
 
+    def _guarded(self, engine: str, fn):
+        """Run an engine step; an exception inside an engine is counted and logged, never fatal."""
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - the localizer must survive any engine failure
+            self.stats[engine].no_fix_reasons[f"engine error: {type(e).__name__}"] += 1
+            log.error("%s engine failed (%s: %s); continuing without its answer", engine,
+                      type(e).__name__, e, exc_info=log.isEnabledFor(logging.DEBUG))
+            return None
+
+    def _odom_xyyaw(self) -> np.ndarray | None:
+        """(x, y, yaw) of the filter's continuous odometry (runs before initialization too)."""
+        get = getattr(self.filter, "odom_xyyaw", None)
+        if callable(get):
+            return get()
+        odom = getattr(self.filter, "_odom", None)
+        return None if odom is None else np.array(odom[:3], float)
+
+    def _confirmed(self, cand: Candidate, t: float) -> bool:
+        """A global fix may initialize an unlocalized filter only when another fix, carried
+        forward by the odometry between them, agrees with it (a single place-recognition answer in
+        a repetitive scene is too easily confidently wrong)."""
+        cfg = self.cfg
+        if cfg.confirm_fixes <= 1:
+            return True
+        odom = self._odom_xyyaw()
+        self._pending = [p for p in self._pending if t - p[0] <= cfg.confirm_window_s]
+        agree, span = 0, 0.0
+        for t0, c0, o0 in self._pending:
+            if odom is not None and o0 is not None:
+                rel = np.linalg.inv(se2(*o0)) @ se2(*odom)
+                travel = float(np.hypot(*rel[:2, 2]))
+            elif t - t0 < 0.5:
+                rel, travel = np.eye(3), 0.0
+            else:
+                continue
+            x0, y0, th0 = se2_from_matrix(c0.T_map_base)
+            px, py, pth = se2_from_matrix(se2(x0, y0, th0) @ rel)
+            x, y, th = se2_from_matrix(cand.T_map_base)
+            if (np.hypot(px - x, py - y) < cfg.confirm_dist_m + 0.05 * travel
+                    and abs(float(wrap_angle(pth - th))) < cfg.confirm_yaw_rad):
+                agree += 1
+                span = max(span, travel)
+        self._pending.append((t, cand, odom))
+        return agree + 1 >= cfg.confirm_fixes and (odom is None or span >= cfg.confirm_travel_m)
+
+    def _localized(self) -> bool:
+        est = self.last_estimate
+        return est is not None and est.mode == "localized"
+
     def _offer(self, cand: Candidate, t: float, source: str) -> bool:
-        """Gate an engine candidate against the current estimate; feed the filter if it passes."""
+        """Feed an engine candidate to the filter: unlocalized, only once confirmed by others;
+        localized, the filter's own NIS gate decides."""
         st = self.stats[source]
         st.queries += 1
         st.last_candidate = cand
@@ -228,27 +281,14 @@ class Localizer:
             return False
         st.fixes += 1
         cand.source = cand.source or source
-        if not self._consistent(cand):
-            st.no_fix_reasons["inconsistent with the filter"] += 1
+        if not self._localized() and not self._confirmed(cand, t):
+            st.no_fix_reasons["awaiting fixes that agree through odometry"] += 1
+            return False
+        if self.filter.process(_candidate_to_fix(cand, t)) is None and self.filter_initialized():
+            st.no_fix_reasons["rejected by the filter's gate"] += 1
             return False
         st.accepted += 1
-        self.filter.process(_candidate_to_fix(cand, t))
         return True
-
-    def _consistent(self, cand: Candidate, gate_chi2: float = 16.27) -> bool:
-        """Mahalanobis gate (x, y, yaw; chi-square 3 dof at 99.9%) once the filter is localized."""
-        est = self.last_estimate
-        if est is None or est.mode != "localized":
-            return True
-        d = np.array([cand.T_map_base[0, 3] - est.T_map_base[0, 3],
-                      cand.T_map_base[1, 3] - est.T_map_base[1, 3],
-                      float(wrap_angle(yaw_of(cand.T_map_base) - yaw_of(est.T_map_base)))])
-        idx = [0, 1, 5]
-        S = est.cov6[np.ix_(idx, idx)] + cand.cov6[np.ix_(idx, idx)]
-        try:
-            return float(d @ np.linalg.solve(S, d)) < gate_chi2
-        except np.linalg.LinAlgError:
-            return False
 
     # ---- on demand -----------------------------------------------------------------------
     def global_localize(self) -> list[Candidate]:
