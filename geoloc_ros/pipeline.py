@@ -86,7 +86,8 @@ class Localizer:
     datum : geoloc_ros.fusion.gnss.Datum or None
         Overrides the map's datum.
     profile : geoloc_ros.io.profiles.Profile or None
-        The sensor profile; its GNSS antenna extrinsic becomes the filter's lever arm.
+        The sensor profile (default: ``cfg.profile``); its GNSS antenna extrinsic becomes the
+        filter's lever arm.
     """
 
     def __init__(self, cfg: GeolocConfig | None = None, mapdir=None, datum=None, profile=None):
@@ -94,6 +95,9 @@ class Localizer:
         from geoloc_ros.fusion.gnss import Datum
 
         self.cfg = copy.deepcopy(cfg) if cfg is not None else GeolocConfig()
+        if profile is None and self.cfg.profile:
+            from geoloc_ros.io.profiles import load_profile
+            profile = load_profile(self.cfg.profile)   # ProfileError names the field or file
         if profile is not None and "gnss" in getattr(profile, "roles", {}):
             self.cfg.fusion.gnss_lever_m = [float(x) for x in profile.roles["gnss"].T_base_sensor[:3, 3]]
         self.mapdir = mapdir

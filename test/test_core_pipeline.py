@@ -1,0 +1,96 @@
+"""pipeline.Localizer: how engine answers reach the filter, and what it survives.
+
+The robot drives straight along +x at 2 m/s (IMU + wheel, no GNSS, no map); global fixes are
+offered as an engine would offer them.
+"""
+import numpy as np
+import pytest
+
+from geoloc_ros.events import Candidate, CandidateStatus, ImuEvent, ScanEvent, WheelEvent
+from geoloc_ros.geometry import rot_z, se3
+from geoloc_ros.pipeline import Localizer
+
+V = 2.0
+X0, Y0 = 50.0, -20.0
+
+
+def truth(t):
+    return se3(rot_z(0.0), [X0 + V * t, Y0, 0.0])
+
+
+def cand(T, std=0.3):
+    return Candidate(T_map_base=T, cov6=np.diag([std**2, std**2, 1.0, 0.01, 0.01, 0.003]), score=50.0,
+                     status=CandidateStatus.OK, source="bev")
+
+
+def drive(loc, t0, t1, imu_hz=200, wheel_hz=20):
+    est = None
+    for i in range(int(round((t1 - t0) * imu_hz))):
+        t = t0 + i / imu_hz
+        est = loc.process(ImuEvent(t, np.array([0.0, 0.0, 9.80665]), np.zeros(3))) or est
+        if i % (imu_hz // wheel_hz) == 0:
+            est = loc.process(WheelEvent(t, V, 0.0)) or est
+    return est
+
+
+def test_a_lone_wrong_fix_never_initializes_but_agreeing_fixes_do():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    wrong = truth(1.0)
+    wrong[:3, 3] += [40.0, 25.0, 0.0]          # a confident place-recognition mistake
+    assert not loc._offer(cand(wrong), 1.0, "bev")
+    assert not loc.filter_initialized()
+    accepted, prev = [], 1.0
+    for t in (1.5, 3.0, 4.5):                  # three right answers over 6 m of travel
+        drive(loc, prev, t)
+        prev = t
+        accepted.append(loc._offer(cand(truth(t)), t, "bev"))
+    assert accepted == [False, False, True]
+    assert loc.filter_initialized()
+    est = drive(loc, 4.5, 6.0)
+    err = np.linalg.norm(est.T_map_base[:2, 3] - truth(6.0)[:2, 3])
+    assert err < 1.0, f"error {err:.2f} m after initialization"
+    assert loc.stats["bev"].no_fix_reasons["awaiting fixes that agree through odometry"] == 3
+
+
+def test_fixes_that_disagree_through_odometry_do_not_confirm_each_other():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    for k, t in enumerate((1.0, 4.0, 7.0)):
+        if k:
+            drive(loc, t - 3.0, t)
+        T = truth(t)
+        T[:3, 3] += [0.0, 6.0 * k, 0.0]        # each answer a different wrong street
+        assert not loc._offer(cand(T), t, "bev")
+    assert not loc.filter_initialized()
+
+
+class _BrokenEngine:
+    def localize(self, scan):
+        raise RuntimeError("boom")
+
+
+def test_an_engine_failure_is_counted_not_fatal():
+    loc = Localizer()
+    loc.bev = _BrokenEngine()
+    pts = np.random.default_rng(0).normal(size=(500, 3))
+    assert loc.process(ScanEvent(0.0, pts)) is None
+    assert loc.stats["bev"].no_fix_reasons["engine error: RuntimeError"] == 1
+
+
+def test_time_jump_backwards_resets_and_recovers():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    loc.cfg.confirm_fixes = 1
+    assert loc._offer(cand(truth(1.0)), 1.0, "bev")
+    assert loc.filter_initialized()
+    drive(loc, 1.0, 2.0)
+    loc.process(ImuEvent(-50.0, np.array([0.0, 0.0, 9.80665]), np.zeros(3)))   # bag looped
+    assert loc.resets == 1 and not loc.filter_initialized()
+    est = loc.process(ImuEvent(float("nan"), np.zeros(3), np.zeros(3)))
+    assert est is None
+
+
+def test_unsupported_event_is_a_type_error():
+    with pytest.raises(TypeError, match="unsupported event"):
+        Localizer().process(object.__new__(type("Weird", (), {"t": 0.0})))
