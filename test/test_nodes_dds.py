@@ -293,3 +293,35 @@ def test_backward_time_jump_resets_and_reset_service(world):
     assert w.node._t_newest < T0 - 90.0, "the node did not follow the new time base"
     r = w.call("geoloc/reset")
     assert r.success and w.node.resets == resets + 2
+
+
+def test_global_localize_recovers_from_a_wrong_pose(world):
+    """The operator's "where am I?": the best candidate re-initializes the filter, even far from
+    the current estimate. The BEV engine is a stand-in answering a known pose (its accuracy is
+    tested in test_bev_*); the filter, the node and DDS are real."""
+    from geoloc_ros import events as ev
+    from geoloc_ros.geometry import rot_z, se3
+    w = world
+    T_true = se3(rot_z(math.radians(-120.0)), [80.0, -40.0, 0.0])
+
+    class FakeBev:
+        def localize(self, scan):
+            return [ev.Candidate(T_true.copy(), np.diag([0.04, 0.04, 0.1, 0.01, 0.01, 0.001]), 0.9,
+                                 ev.CandidateStatus.OK, "fake", "bev")]
+    t = drive(w, 2000.0, 2000.3)          # after the reset of the previous test: a fresh start
+    assert wait_for(lambda: w.node.pending() == 0, 30.0)
+    w.node.localizer.bev = FakeBev()
+    w.node.localizer.last_scan = ev.ScanEvent(t=t, points=np.ones((100, 3)))
+    try:
+        r = w.call("geoloc/global_localize")
+        assert r.success and "(80.00, -40.00, -120.0 deg)" in r.message and "re-initialized" in r.message
+        n0 = len(w.poses)
+        drive(w, t + 0.01, t + 0.5)
+        assert wait_for(lambda: len(w.poses) > n0 + 10, 30.0)
+        assert wait_for(lambda: w.node.pending() == 0, 30.0)
+        time.sleep(0.2)
+        x, y, yaw = se2_from_matrix(msg_to_pose(w.poses[-1].pose.pose))
+        assert math.hypot(x - 80.0, y + 40.0) < 2.0, (x, y)
+        assert abs((yaw - math.radians(-120.0) + math.pi) % (2 * math.pi) - math.pi) < math.radians(5)
+    finally:
+        w.node.localizer.bev = None

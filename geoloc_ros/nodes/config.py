@@ -27,5 +27,7 @@ class NodeConfig:
     diagnostics_period_s: float = param(1.0, "period of /diagnostics", "s")
     clock_jump_reset_s: float = param(1.0, "the clock (or the IMU stamps) going backwards by more "
                                       "than this resets the filter", "s")
+    relocalize_on_request: bool = param(True, "geoloc/global_localize re-initializes the filter at the "
+                                        "best candidate (like an initial pose)")
     fix_topic_sources: str = param("bev,objects", "comma-separated engines whose fixes the split "
                                    "fusion_node listens to (geoloc/<name>_fix)")

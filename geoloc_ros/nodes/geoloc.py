@@ -362,6 +362,7 @@ class GeolocNode(Node):
             self.localizer.reset()
         self._t_newest = -math.inf
         self._stale_run.clear()
+        self._old_base_guard = (0.0, 0.0)
         self.path.clear()
         self.resets += 1
         self.diag["fusion"].values["resets"] = self.resets
@@ -455,6 +456,17 @@ class GeolocNode(Node):
         self.last_candidates = cands
         response.success = bool(cands)
         response.message = summarize_candidates(cands)
+        best = cands[0] if cands else None
+        if self.ncfg.relocalize_on_request and best is not None and best.cov6 is not None:
+            # the operator asked "where am I?": the best hypothesis re-initializes the filter, as
+            # an initial pose does (a far-off estimate would gate a normal fix out)
+            scan = getattr(self.localizer, "last_scan", None)
+            t_fix = scan.t if scan is not None else t
+            fix = ev.PoseFixEvent(t=t_fix, T_map_base=np.asarray(best.T_map_base, float),
+                                  cov6=np.asarray(best.cov6, float), source="initialpose",
+                                  frame_id=self.cfg.map_frame, dof="xyyaw")
+            self.queue.put(("initialpose", fix, time.monotonic()))
+            response.message += "; filter re-initialized at #1"
         return response
 
     def _srv_reset(self, request, response):
