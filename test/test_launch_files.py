@@ -172,7 +172,8 @@ def test_rviz_topics_are_published_by_the_nodes():
 def test_launch_files_run_where_launch_ros_is_installed():
     pytest.importorskip("launch_ros", reason="launch_ros is not installable here (pip); "
                         "the files are checked statically above")
+    from launch import LaunchContext
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     for path in LAUNCH_FILES:
-        ld = PythonLaunchDescriptionSource(str(path)).get_launch_description(None)
+        ld = PythonLaunchDescriptionSource(str(path)).get_launch_description(LaunchContext())
         assert ld.entities
