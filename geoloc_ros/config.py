@@ -80,30 +80,25 @@ def _is_dataclass_instance(x) -> bool:
     return dataclasses.is_dataclass(x) and not isinstance(x, type)
 
 
-def flatten(cfg, prefix: str = "") -> dict[str, Any]:
-    """Dotted name -> value for every leaf field of a (nested) config dataclass."""
-    out: dict[str, Any] = {}
+def _leaves(cfg, prefix: str = ""):
+    """(dotted name, value, dataclass field) for every leaf field of a nested config dataclass."""
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
         if _is_dataclass_instance(v):
-            out.update(flatten(v, key + "."))
+            yield from _leaves(v, key + ".")
         else:
-            out[key] = v
-    return out
+            yield key, v, f
+
+
+def flatten(cfg, prefix: str = "") -> dict[str, Any]:
+    """Dotted name -> value for every leaf field of a (nested) config dataclass."""
+    return {key: v for key, v, _ in _leaves(cfg, prefix)}
 
 
 def describe(cfg, prefix: str = "") -> dict[str, tuple[str, str]]:
     """Dotted name -> (doc, unit) for every leaf field."""
-    out: dict[str, tuple[str, str]] = {}
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        key = f"{prefix}{f.name}"
-        if _is_dataclass_instance(v):
-            out.update(describe(v, key + "."))
-        else:
-            out[key] = (f.metadata.get("doc", ""), f.metadata.get("unit", ""))
-    return out
+    return {key: (f.metadata.get("doc", ""), f.metadata.get("unit", "")) for key, _, f in _leaves(cfg, prefix)}
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
