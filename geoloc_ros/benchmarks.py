@@ -10,7 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
-AREAS = ("io", "bev", "objects", "fusion", "faults")
+AREAS = ("io", "bev", "objects", "fusion", "nodes", "faults")
 
 
 def _bench_root() -> Path:

@@ -65,8 +65,7 @@ def _cmd_replay(a) -> int:
 
 def _cmd_play(a) -> int:
     from geoloc_ros.play import main as play_main
-    argv = [a.bag, "--profile", a.profile, "--rate", str(a.rate)] + (["--loop"] if a.loop else [])
-    return int(play_main(argv) or 0)
+    return int(play_main(a.args) or 0)
 
 
 def _cmd_eval(a) -> int:
@@ -135,11 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_replay)
 
-    s = sub.add_parser("play", help="publish a bag on ROS 2 topics with /clock")
-    s.add_argument("bag")
-    s.add_argument("--profile", required=True)
-    s.add_argument("--rate", type=float, default=1.0)
-    s.add_argument("--loop", action="store_true")
+    s = sub.add_parser("play", help="publish a bag on ROS 2 topics with /clock "
+                       "(BAG --profile P [--rate R] [--loop] ...; `geoloc play -h` for all)", add_help=False)
+    s.add_argument("args", nargs=argparse.REMAINDER)
     s.set_defaults(func=_cmd_play)
 
     s = sub.add_parser("eval", help="compare an estimate with ground truth")
@@ -155,14 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="run benchmarks, print tables, write bench_out/<area>.json")
     s.add_argument("area", nargs="?", default="all",
-                   choices=["all", "io", "bev", "objects", "fusion", "faults"])
+                   choices=["all", "io", "bev", "objects", "fusion", "nodes", "faults"])
     s.add_argument("--out", default="bench_out")
     s.add_argument("--quick", action="store_true", help="smaller runs")
     s.set_defaults(func=_cmd_bench)
     return p
 
 
+_PASSTHROUGH = {"play": ("geoloc_ros.play", "main"), "train": ("geoloc_ros.bev.train", "main")}
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASSTHROUGH:  # subcommands with their own argument parser
+        mod, fn = _PASSTHROUGH[argv[0]]
+        return int(getattr(__import__(mod, fromlist=[fn]), fn)(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -63,6 +63,8 @@ class GeolocConfig:
     enable_objects: bool = param(True, "run the object-map alignment engine")
     bev_period_s: float = param(1.0, "minimum time between BEV global queries", "s")
     max_msg_age_s: float = param(2.0, "messages older than this behind the newest are dropped", "s")
+    time_jump_reset_s: float = param(1.0, "a stamp this far behind the newest (a bag looping, a restarted "
+                                     "recorder) resets the filter", "s")
     confirm_fixes: int = param(3, "global fixes that must agree through odometry before one initializes "
                                "an unlocalized filter (1: trust the first)")
     confirm_window_s: float = param(30.0, "how long an unconfirmed global fix waits for a second that agrees", "s")

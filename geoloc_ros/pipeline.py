@@ -163,6 +163,11 @@ class Localizer:
             self.last_estimate = est
         return est
 
+    @property
+    def time_jump_reset_s(self) -> float:
+        """A stamp this far behind the newest resets the filter (s)."""
+        return self.cfg.time_jump_reset_s
+
     def filter_initialized(self) -> bool:
         return bool(getattr(self.filter, "initialized", True))
 
@@ -170,7 +175,7 @@ class Localizer:
         if not np.isfinite(t):
             self.stats["filter"].no_fix_reasons["non-finite stamp"] += 1
             return False
-        if t < self._t_last - 1.0:
+        if t < self._t_last - self.time_jump_reset_s:
             log.warning("time jumped backwards by %.2f s (bag loop?): resetting the filter",
                         self._t_last - t)
             self.reset()

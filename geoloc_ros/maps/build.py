@@ -76,7 +76,12 @@ def build_map(bag, profile, trajectory, out, cfg: GeolocConfig | None = None, pr
     model = load_rein(cfg.bev)
     objects = ObjectMapBuilder(cfg.objects) if cfg.enable_objects else None
     gnss: list[GnssEvent] = []
-    roles = [r for r in ("lidar", "camera_rgb", "gnss") if r in prof.roles]
+    from geoloc_ros.io.bags import list_topics
+    in_bag = {ti.topic for ti in list_topics(bag)}
+    roles = [r for r in ("lidar", "camera_rgb", "gnss") if r in prof.roles and prof.roles[r].topic in in_bag]
+    if "lidar" not in roles:
+        raise MapError(f"{bag}: no LiDAR topic {prof.roles['lidar'].topic if 'lidar' in prof.roles else '(none)'} "
+                       f"of profile '{prof.name}'; the bag has {', '.join(sorted(in_bag))}")
 
     interp = PoseInterpolator(t_gt, T_gt, max_gap_s=max_gap_s)
 
