@@ -63,19 +63,9 @@ def _cmd_replay(a) -> int:
     return 0
 
 
-def _cmd_play(a) -> int:
-    from geoloc_ros.play import main as play_main
-    return int(play_main(a.args) or 0)
-
-
 def _cmd_eval(a) -> int:
     from geoloc_ros.eval.cli_eval import run_eval
     return int(run_eval(a.estimate, a.groundtruth, report_dir=a.report, align=a.align) or 0)
-
-
-def _cmd_train(a) -> int:
-    from geoloc_ros.bev.train import main as train_main
-    return int(train_main(a.args) or 0)
 
 
 def _cmd_bench(a) -> int:
@@ -136,8 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("play", help="publish a bag on ROS 2 topics with /clock "
                        "(BAG --profile P [--rate R] [--loop] ...; `geoloc play -h` for all)", add_help=False)
-    s.add_argument("args", nargs=argparse.REMAINDER)
-    s.set_defaults(func=_cmd_play)
+    s.add_argument("args", nargs=argparse.REMAINDER)  # handled by geoloc_ros.play (see _PASSTHROUGH)
 
     s = sub.add_parser("eval", help="compare an estimate with ground truth")
     s.add_argument("estimate")
@@ -146,9 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--align", default="none", choices=["none", "se3", "sim3"])
     s.set_defaults(func=_cmd_eval)
 
-    s = sub.add_parser("train", help="train the REIN weights on simulated runs")
-    s.add_argument("args", nargs=argparse.REMAINDER)
-    s.set_defaults(func=_cmd_train)
+    s = sub.add_parser("train", help="train the REIN weights on simulated runs (`geoloc train -h`)")
+    s.add_argument("args", nargs=argparse.REMAINDER)  # handled by geoloc_ros.bev.train (see _PASSTHROUGH)
 
     s = sub.add_parser("bench", help="run benchmarks, print tables, write bench_out/<area>.json")
     s.add_argument("area", nargs="?", default="all",
