@@ -71,6 +71,8 @@ class GeolocConfig:
     confirm_dist_m: float = param(2.0, "two fixes agree when their odometry-predicted positions differ by less "
                                   "than this (plus 5% of the travel between them)", "m")
     confirm_yaw_rad: float = param(0.17, "... and their odometry-predicted headings by less than this", "rad")
+    confirm_max_speed_mps: float = param(4.0, "without wheel odometry: the fastest the robot moves, bounding how "
+                                         "far apart two agreeing fixes may be", "m/s")
     confirm_travel_m: float = param(5.0, "agreeing fixes must span at least this much travel (a repetitive "
                                     "street gives consistent wrong answers over a short stretch)", "m")
     bev: Any = _section_field("bev")

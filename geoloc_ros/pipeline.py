@@ -239,40 +239,48 @@ class Localizer:
             return None
 
     def _odom_xyyaw(self) -> np.ndarray | None:
-        """(x, y, yaw) of the filter's continuous odometry (runs before initialization too)."""
+        """(x, y, yaw) of the filter's continuous wheel odometry (runs before initialization
+        too); None where no wheel odometry has arrived (IMU alone cannot move it before init)."""
         get = getattr(self.filter, "odom_xyyaw", None)
         if callable(get):
             return get()
         odom = getattr(self.filter, "_odom", None)
-        return None if odom is None else np.array(odom[:3], float)
+        if odom is None or getattr(self.filter, "wheel_t", None) is None:
+            return None
+        return np.array(odom[:3], float)
 
     def _confirmed(self, cand: Candidate, t: float) -> bool:
-        """A global fix may initialize an unlocalized filter only when another fix, carried
-        forward by the odometry between them, agrees with it (a single place-recognition answer in
-        a repetitive scene is too easily confidently wrong)."""
+        """A global fix may initialize an unlocalized filter only when ``confirm_fixes`` fixes
+        agree, each carried forward by the wheel odometry between them, over at least
+        ``confirm_travel_m`` (a single place-recognition answer in a repetitive street is too
+        easily confidently wrong). Without wheel odometry, fixes agree when their difference is
+        within what the robot can have moved (``confirm_max_speed_mps``) and span that travel in
+        the map."""
         cfg = self.cfg
         if cfg.confirm_fixes <= 1:
             return True
         odom = self._odom_xyyaw()
         self._pending = [p for p in self._pending if t - p[0] <= cfg.confirm_window_s]
+        x, y, th = se2_from_matrix(cand.T_map_base)
         agree, span = 0, 0.0
         for t0, c0, o0 in self._pending:
+            x0, y0, th0 = se2_from_matrix(c0.T_map_base)
             if odom is not None and o0 is not None:
                 rel = np.linalg.inv(se2(*o0)) @ se2(*odom)
                 travel = float(np.hypot(*rel[:2, 2]))
-            elif t - t0 < 0.5:
-                rel, travel = np.eye(3), 0.0
+                px, py, pth = se2_from_matrix(se2(x0, y0, th0) @ rel)
+                ok = (np.hypot(px - x, py - y) < cfg.confirm_dist_m + 0.05 * travel
+                      and abs(float(wrap_angle(pth - th))) < cfg.confirm_yaw_rad)
             else:
-                continue
-            x0, y0, th0 = se2_from_matrix(c0.T_map_base)
-            px, py, pth = se2_from_matrix(se2(x0, y0, th0) @ rel)
-            x, y, th = se2_from_matrix(cand.T_map_base)
-            if (np.hypot(px - x, py - y) < cfg.confirm_dist_m + 0.05 * travel
-                    and abs(float(wrap_angle(pth - th))) < cfg.confirm_yaw_rad):
+                dt = abs(t - t0)
+                travel = float(np.hypot(x - x0, y - y0))
+                ok = (travel < cfg.confirm_dist_m + cfg.confirm_max_speed_mps * dt
+                      and abs(float(wrap_angle(th - th0))) < cfg.confirm_yaw_rad + 0.5 * dt)
+            if ok:
                 agree += 1
                 span = max(span, travel)
         self._pending.append((t, cand, odom))
-        return agree + 1 >= cfg.confirm_fixes and (odom is None or span >= cfg.confirm_travel_m)
+        return agree + 1 >= cfg.confirm_fixes and span >= cfg.confirm_travel_m
 
     def _localized(self) -> bool:
         est = self.last_estimate

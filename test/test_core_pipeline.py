@@ -94,3 +94,13 @@ def test_time_jump_backwards_resets_and_recovers():
 def test_unsupported_event_is_a_type_error():
     with pytest.raises(TypeError, match="unsupported event"):
         Localizer().process(object.__new__(type("Weird", (), {"t": 0.0})))
+
+
+def test_without_wheels_fixes_confirm_through_plausible_motion():
+    loc = Localizer()
+    for t in np.arange(0.0, 1.0, 0.005):       # IMU only: no wheel odometry
+        loc.process(ImuEvent(float(t), np.array([0.0, 0.0, 9.80665]), np.zeros(3)))
+    wrong = truth(1.0)
+    wrong[:3, 3] += [0.0, 80.0, 0.0]
+    assert not loc._offer(cand(wrong), 1.0, "bev")              # 80 m away: cannot agree with later ones
+    assert [loc._offer(cand(truth(t)), t, "bev") for t in (2.0, 3.5, 5.0)] == [False, False, True]
