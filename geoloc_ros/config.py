@@ -65,6 +65,8 @@ class GeolocConfig:
     max_msg_age_s: float = param(2.0, "messages older than this behind the newest are dropped", "s")
     time_jump_reset_s: float = param(1.0, "a stamp this far behind the newest (a bag looping, a restarted "
                                      "recorder) resets the filter", "s")
+    time_jump_forward_s: float = param(10.0, "a stamp this far ahead of the newest (a clock jump, a restarted "
+                                       "recorder) resets the filter instead of integrating the gap", "s")
     confirm_fixes: int = param(3, "global fixes that must agree through odometry before one initializes "
                                "an unlocalized filter (1: trust the first)")
     confirm_window_s: float = param(30.0, "how long an unconfirmed global fix waits for a second that agrees", "s")

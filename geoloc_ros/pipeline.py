@@ -179,6 +179,12 @@ class Localizer:
             log.warning("time jumped backwards by %.2f s (bag loop?): resetting the filter",
                         self._t_last - t)
             self.reset()
+            self.stats["filter"].no_fix_reasons["reset: time jumped backwards"] += 1
+        elif np.isfinite(self._t_last) and t > self._t_last + self.cfg.time_jump_forward_s:
+            log.warning("time jumped forwards by %.1f s (clock jump or restarted recorder): "
+                        "resetting the filter instead of integrating the gap", t - self._t_last)
+            self.reset()
+            self.stats["filter"].no_fix_reasons["reset: time jumped forwards"] += 1
         self._t_last = max(self._t_last, t)
         return True
 
@@ -302,6 +308,18 @@ class Localizer:
             st.no_fix_reasons["awaiting fixes that agree through odometry"] += 1
             return False
         if self.filter.process(_candidate_to_fix(cand, t)) is None and self.filter_initialized():
+            if self._confirmed(cand, t):
+                # fixes that agree with each other but not with the filter: the filter is lost
+                # (dead reckoning drifted past its own covariance); never lock out forever
+                log.warning("%d %s fixes agree with each other but not with the filter: "
+                            "re-initializing from them", self.cfg.confirm_fixes, source)
+                self._pending.clear()
+                fix = _candidate_to_fix(cand, t)
+                fix.source = "initialpose"   # the filter re-initializes at it, keeping its IMU/wheel state
+                self.filter.process(fix)
+                st.no_fix_reasons["re-initialized the filter (it disagreed with agreeing fixes)"] += 1
+                st.accepted += 1
+                return True
             st.no_fix_reasons["rejected by the filter's gate"] += 1
             return False
         st.accepted += 1

@@ -104,3 +104,32 @@ def test_without_wheels_fixes_confirm_through_plausible_motion():
     wrong[:3, 3] += [0.0, 80.0, 0.0]
     assert not loc._offer(cand(wrong), 1.0, "bev")              # 80 m away: cannot agree with later ones
     assert [loc._offer(cand(truth(t)), t, "bev") for t in (2.0, 3.5, 5.0)] == [False, False, True]
+
+
+def test_time_jump_forwards_resets_instead_of_integrating_the_gap():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    loc.cfg.confirm_fixes = 1
+    assert loc._offer(cand(truth(1.0)), 1.0, "bev")
+    drive(loc, 1.0, 1.5)
+    loc.process(ImuEvent(1.5 + 3600.0, np.array([0.0, 0.0, 9.80665]), np.zeros(3)))   # clock jumped
+    assert loc.resets == 1 and not loc.filter_initialized()
+    assert loc.stats["filter"].no_fix_reasons["reset: time jumped forwards"] == 1
+
+
+def test_a_lost_filter_is_reinitialized_by_fixes_that_agree_with_each_other():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    loc.cfg.confirm_fixes = 1
+    lost = truth(1.0)
+    lost[:3, 3] += [30.0, 0.0, 0.0]                 # initialized 30 m wrong, confidently
+    assert loc._offer(cand(lost, std=0.05), 1.0, "bev")
+    loc.cfg.confirm_fixes = 3
+    prev, out = 1.0, []
+    for t in (2.0, 3.5, 5.0):
+        drive(loc, prev, t)
+        prev = t
+        out.append(loc._offer(cand(truth(t)), t, "bev"))
+    assert out == [False, False, True], loc.stats["bev"].no_fix_reasons
+    est = drive(loc, 5.0, 6.0)
+    assert np.linalg.norm(est.T_map_base[:2, 3] - truth(6.0)[:2, 3]) < 1.0

@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class MapDir:
         try:
             with np.load(self._path(name), allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise MapError(f"{self.root}: cannot read '{name}' ({e})") from None
 
     def read_json(self, name: str) -> Any:
