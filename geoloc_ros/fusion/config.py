@@ -52,7 +52,7 @@ class FusionConfig:
     gnss_alt_gate_chi2: float = param(6.63, "altitude NIS over this (chi2 1 dof 99%): horizontal only", "")
     gnss_cov_scale: float = param(9.0, "multiplier on the reported GNSS covariance: receivers report white noise, "
                                   "their error is time-correlated (1 = trust as reported)", "")
-    gnss_reset_after_s: float = param(15.0, "GNSS rejected by the NIS gate alone (no jump/drift/offset) for this "
+    gnss_reset_after_s: float = param(30.0, "GNSS rejected by the NIS gate alone (no jump/drift/offset) for this "
                                       "long: the filter is lost, its position covariance is reset", "s")
     gnss_min_std_m: float = param(0.05, "floor on the reported GNSS std", "m")
     gnss_timeout_s: float = param(2.0, "no GNSS message for this long: DENIED", "s")
@@ -63,19 +63,21 @@ class FusionConfig:
     gnss_degraded_scale: float = param(4.0, "variance inflation applied to DEGRADED epochs", "")
     gnss_window_s: float = param(20.0, "window of the jump/drift check against dead reckoning", "s")
     gnss_jump_m: float = param(5.0, "short-window displacement mismatch vs dead reckoning over this: REJECTED", "m")
-    gnss_window_max_age: float = param(1.5, "window checks skip when the last accepted reference is older "
+    gnss_window_max_age: float = param(2.5, "window checks skip when the last accepted reference is older "
                                        "than this many windows", "")
     gnss_window_odom_rel: float = param(0.02, "dead-reckoning distance error per metre in the window checks", "")
-    gnss_window_yaw_std_rad: float = param(0.035, "floor on the heading std of the dead-reckoned displacement", "rad")
-    gnss_fit_s: float = param(120.0, "accepted GNSS track fitted to the odom track over this long for the "
-                              "map<-odom heading of the window checks", "s")
+    gnss_window_yaw_std_rad: float = param(0.0175, "floor on the heading std of the dead-reckoned displacement", "rad")
+    gnss_window_cov_scale: float = param(1.0, "multiplier on the reported GNSS variance in the window checks "
+                                         "(>1 for receivers whose error wanders metres within a window)", "")
+    gnss_fit_s: float = param(0.0, "accepted GNSS track fitted to the odom track over this long for the "
+                              "map<-odom heading of the window checks (0: the filter heading at the reference epoch)", "s")
     gnss_drift_window_s: float = param(60.0, "long window of the drift check against dead reckoning", "s")
     gnss_drift_m: float = param(6.0, "long-window displacement mismatch vs dead reckoning over this: REJECTED", "m")
     gnss_jump_sigma: float = param(3.0, "... or over this many std of the window mismatch", "")
     gnss_recover_epochs: int = param(5, "consecutive consistent epochs to leave a jump/drift hold", "")
     gnss_outage_grace_s: float = param(20.0, "after an outage this long, GNSS re-converges (NIS gate relaxed) "
                                        "for half a window", "s")
-    gnss_hold_max_s: float = param(30.0, "after this long in a jump/drift hold only the NIS gate decides", "s")
+    gnss_hold_max_s: float = param(60.0, "after this long in a jump/drift hold only the NIS gate decides", "s")
     gnss_offset_window: int = param(5, "global fixes averaged by the consistent-offset (spoof) check", "")
     gnss_offset_m: float = param(4.0, "mean GNSS-minus-fix offset over this: REJECTED (spoof/datum)", "m")
     gnss_offset_hold_s: float = param(30.0, "time an offset verdict holds without new global fixes", "s")

@@ -418,6 +418,8 @@ class FusionFilter:
         if ev.source == "initialpose":   # an operator's pose overrides the estimate
             self._init_from_pose(t, T, C)
             return True
+        # independent evidence for the spoof/datum check, whatever the filter thinks right now
+        self.monitor.add_global_fix(t, T[:3, 3], float(np.sqrt(max(C[0, 0], C[1, 1]))))
         ok = self._apply_late_aware(meas, self._fix_decide)
         return ok and self._fix_used
 
@@ -427,8 +429,6 @@ class FusionFilter:
         if not self._fix_used:
             self._reject("fix", f"NIS {inn.nis:.1f} over gate {self.cfg.fix_nis_gate:g}")
             return False
-        std = float(np.sqrt(max(meas.cov6[0, 0], meas.cov6[1, 1])))
-        self.monitor.add_global_fix(meas.t, meas.T[:3, 3], std)
         return True
 
     # ---- step 3: initialization --------------------------------------------------------------

@@ -238,9 +238,10 @@ class GnssMonitor:
         while self.epochs and self.epochs[0][0] < t - max(2.5 * cfg.gnss_window_s, 1.5 * cfg.gnss_drift_window_s, cfg.gnss_fit_s):
             self.epochs.popleft()
 
-        jump = (self._window_check(t, var_h, R_map_odom_2d, yaw_std_rad, checks, cfg.gnss_window_s,
+        var_win = var_rep * cfg.gnss_window_cov_scale
+        jump = (self._window_check(t, var_win, R_map_odom_2d, yaw_std_rad, checks, cfg.gnss_window_s,
                                    cfg.gnss_jump_m)
-                or self._window_check(t, var_h, R_map_odom_2d, yaw_std_rad, checks,
+                or self._window_check(t, var_win, R_map_odom_2d, yaw_std_rad, checks,
                                       cfg.gnss_drift_window_s, cfg.gnss_drift_m))
         if t < self.grace_until:
             jump = ""   # re-converging after a covariance reset: the filter's heading is suspect
@@ -293,6 +294,8 @@ class GnssMonitor:
     def _fit_map_odom(self, t):
         """map<-odom rotation (2, 2) fitted to the accepted GNSS track vs the odom track over the
         last ``gnss_fit_s`` (independent of the filter's heading); None when the track is short."""
+        if self.cfg.gnss_fit_s <= 0:
+            return None
         if t - self._fit_t < 1.0 and self._fit_R is not None:
             return self._fit_R
         acc = [e for e in self.epochs if e[5] and e[0] >= t - self.cfg.gnss_fit_s]
