@@ -14,7 +14,6 @@ degradation handling ("naive") and IMU + wheel dead reckoning.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path

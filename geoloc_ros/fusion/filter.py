@@ -249,15 +249,6 @@ class FusionFilter:
                 return h[k][1].copy(), h[k][2]
         return h[0][1].copy(), h[0][2]
 
-    def _odom_pose(self, z: float) -> np.ndarray:
-        """T_odom_base (4, 4): odom x, y, yaw with the filter's tilt and height."""
-        kf = self.kf
-        yaw_map = np.arctan2(kf.R[1, 0], kf.R[0, 0])
-        T = np.eye(4)
-        T[:3, :3] = rot_z(self._odom[2] - yaw_map) @ kf.R
-        T[:3, 3] = [self._odom[0], self._odom[1], z]
-        return T
-
     # ---- step 5: wheel -----------------------------------------------------------------------
     def _on_wheel(self, ev: WheelEvent, t: float):
         if not _finite(ev.v_mps, ev.yaw_rate_rps, ev.var_v, ev.var_yaw_rate):
