@@ -245,15 +245,8 @@ class Localizer:
             return None
 
     def _odom_xyyaw(self) -> np.ndarray | None:
-        """(x, y, yaw) of the filter's continuous wheel odometry (runs before initialization
-        too); None where no wheel odometry has arrived (IMU alone cannot move it before init)."""
-        get = getattr(self.filter, "odom_xyyaw", None)
-        if callable(get):
-            return get()
-        odom = getattr(self.filter, "_odom", None)
-        if odom is None or getattr(self.filter, "wheel_t", None) is None:
-            return None
-        return np.array(odom[:3], float)
+        """(x, y, yaw) of the filter's continuous wheel odometry, None without wheels."""
+        return self.filter.odom_xyyaw()
 
     def _confirmed(self, cand: Candidate, t: float) -> bool:
         """A global fix may initialize an unlocalized filter only when ``confirm_fixes`` fixes

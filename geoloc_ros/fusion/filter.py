@@ -124,6 +124,11 @@ class FusionFilter:
         self.counters[kind + ".accepted"] += 1
         return self.estimate()
 
+    def odom_xyyaw(self) -> np.ndarray | None:
+        """(x, y, yaw) of the continuous odom frame (integrated before initialization too);
+        None until wheel odometry has arrived (IMU alone cannot move it before init)."""
+        return None if self.wheel_t is None else np.array(self._odom[:3], float)
+
     def estimate(self) -> PoseEstimate:
         """The current estimate (identity with a huge covariance before initialization)."""
         kf = self.kf

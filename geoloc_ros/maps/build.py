@@ -59,7 +59,7 @@ def build_map(bag, profile, trajectory, out, cfg: GeolocConfig | None = None, pr
     from geoloc_ros.bev.database import build_database
     from geoloc_ros.bev.rein import load_rein
     from geoloc_ros.fusion.gnss import fit_datum
-    from geoloc_ros.io.bags import read_events
+    from geoloc_ros.io.bags import list_topics, read_events
     from geoloc_ros.io.profiles import load_profile
     from geoloc_ros.io.tum import read_tum
     from geoloc_ros.objects.map import ObjectMapBuilder
@@ -76,7 +76,6 @@ def build_map(bag, profile, trajectory, out, cfg: GeolocConfig | None = None, pr
     model = load_rein(cfg.bev)
     objects = ObjectMapBuilder(cfg.objects) if cfg.enable_objects else None
     gnss: list[GnssEvent] = []
-    from geoloc_ros.io.bags import list_topics
     in_bag = {ti.topic for ti in list_topics(bag)}
     roles = [r for r in ("lidar", "camera_rgb", "gnss") if r in prof.roles and prof.roles[r].topic in in_bag]
     if "lidar" not in roles:
