@@ -58,6 +58,23 @@ class WheelEvent:
 
 
 @dataclass
+class VelocityEvent:
+    """Body-frame velocity of base_link from an odometry source other than the wheels
+    (LiDAR odometry): linear velocity and angular rate with their covariances.
+
+    Unlike :class:`WheelEvent` it carries no non-holonomic assumption (a handheld rig such as
+    Oxford Spires moves sideways), so the filter applies it as a full 3-D body-velocity update.
+    """
+    t: float
+    v_mps: np.ndarray                 # (3,) base_link linear velocity in the base_link frame, m/s
+    w_rps: np.ndarray                 # (3,) base_link angular rate in the base_link frame, rad/s
+    cov_v: np.ndarray = field(default_factory=lambda: np.eye(3) * 0.04)   # (3, 3) (m/s)^2
+    cov_w: np.ndarray = field(default_factory=lambda: np.eye(3) * 1e-3)   # (3, 3) (rad/s)^2
+    source: str = "lidar_odom"
+    frame_id: str = "base_link"
+
+
+@dataclass
 class GnssEvent:
     """GNSS position fix of the antenna (WGS-84), normalised by the profile."""
     t: float
