@@ -67,6 +67,8 @@ class GeolocConfig:
                                      "recorder) resets the filter", "s")
     time_jump_forward_s: float = param(10.0, "a stamp this far ahead of the newest (a clock jump, a restarted "
                                        "recorder) resets the filter instead of integrating the gap", "s")
+    scan_timeout_s: float = param(2.0, "once LiDAR has been seen, a silence this long is counted as a dropout "
+                                  "('no scan for N s' in the estimate's counters)", "s")
     confirm_fixes: int = param(3, "global fixes that must agree through odometry before one initializes "
                                "an unlocalized filter (1: trust the first)")
     confirm_window_s: float = param(30.0, "how long an unconfirmed global fix waits for a second that agrees", "s")

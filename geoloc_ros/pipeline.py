@@ -2,7 +2,9 @@
 
 ``Localizer.process(event)`` reads as the list of steps the pipeline takes:
 
-1. check the event's stamp against the newest one (a jump backwards resets the filter);
+1. check the event's stamp against the newest one (a jump backwards or forwards resets the
+   filter), its frame id, and watch for a LiDAR silence ("no scan for N s"); scans lose their
+   non-finite points (counted);
 2. a LiDAR scan feeds the object engine's submap and, at most every ``bev_period_s``, a BEV
    global query; accepted candidates become pose fixes of the filter;
 3. a camera frame feeds the object engine;
@@ -17,19 +19,23 @@ import copy
 import logging
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from geoloc_ros.config import GeolocConfig
 from geoloc_ros.events import (Candidate, CandidateStatus, GnssEvent, ImageEvent, ImuEvent,
-                               PoseEstimate, PoseFixEvent, ScanEvent, WheelEvent)
+                               PoseEstimate, PoseFixEvent, ScanEvent, VelocityEvent, WheelEvent)
 from geoloc_ros.geometry import se2, se2_from_matrix, se3_inverse, wrap_angle, yaw_of
 
 log = logging.getLogger("geoloc_ros.pipeline")
 
 __all__ = ["Localizer", "EngineStats"]
+
+#: a sensor stream (scan, GNSS, camera) whose frame id changes is rejected until this many
+#: consecutive messages arrive in the new frame; then the new frame is the stream's frame
+FRAME_RELATCH_MSGS = 50
 
 
 @dataclass
@@ -117,6 +123,9 @@ class Localizer:
         self._t_last_bev = -np.inf
         self._pending: list[tuple[float, Candidate, np.ndarray | None]] = []
         self.resets = 0
+        self.counters: Counter = Counter()   # input checks: what was rejected or noticed, and how often
+        self.reasons: dict[str, str] = {}    # the latest such reason per input
+        self._reset_input_watch()
 
     # ---- set-up --------------------------------------------------------------------------
     def _load_engines(self, mapdir) -> None:
@@ -143,23 +152,30 @@ class Localizer:
         self._pending.clear()
         self.last_estimate = None
         self.resets += 1
+        self._reset_input_watch()
 
     # ---- the step ------------------------------------------------------------------------
     def process(self, event) -> PoseEstimate | None:
         """Consume one event; return the newest estimate when the filter produced one."""
         if not self._check_clock(event.t):
             return None
+        self._watch_scans(float(event.t))
+        if not self._check_frame(event):
+            return None
         if isinstance(event, ScanEvent):
-            self._on_scan(event)
+            self._on_scan(self._finite_scan(event))
             est = self.filter.estimate() if self.filter_initialized() else None
         elif isinstance(event, ImageEvent):
             self._on_image(event)
             est = None
-        elif isinstance(event, (ImuEvent, WheelEvent, GnssEvent, PoseFixEvent)):
+        elif isinstance(event, (ImuEvent, WheelEvent, VelocityEvent, GnssEvent, PoseFixEvent)):
             est = self.filter.process(event)
         else:
             raise TypeError(f"Localizer.process: unsupported event type {type(event).__name__}")
         if est is not None:
+            if self.counters:   # the pipeline's own checks travel with the estimate (diagnostics)
+                est.counters = {**(est.counters or {}),
+                                **{f"pipeline.{k}": v for k, v in self.counters.items()}}
             self.last_estimate = est
         return est
 
@@ -171,22 +187,104 @@ class Localizer:
     def filter_initialized(self) -> bool:
         return bool(getattr(self.filter, "initialized", True))
 
+    # ---- input checks (before anything reaches an engine or the filter) -----------------------
+    def _count(self, key: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` under ``key`` (``<input>.<what>``) and keep ``reason`` as its latest why."""
+        self.counters[key] += int(n)
+        self.reasons[key.split(".")[0]] = reason
+        if self.counters[key] <= 3:
+            log.warning("%s", reason)
+
+    def _reset_input_watch(self) -> None:
+        """Forget the stream state the input checks keep (after a reset the time base changed)."""
+        self._t_scan: float | None = None    # stamp of the newest scan (s)
+        self._scan_gap_open = False
+        self._frames: dict[str, list] = {}   # stream -> [frame id, candidate new frame, its run]
+
     def _check_clock(self, t: float) -> bool:
         if not np.isfinite(t):
             self.stats["filter"].no_fix_reasons["non-finite stamp"] += 1
+            self._count("clock.non_finite_stamp", "event with a non-finite stamp dropped")
             return False
         if t < self._t_last - self.time_jump_reset_s:
-            log.warning("time jumped backwards by %.2f s (bag loop?): resetting the filter",
-                        self._t_last - t)
+            self._count("clock.jumped_backwards", f"time jumped backwards by {self._t_last - t:.2f} s "
+                        "(bag loop?): resetting the filter")
             self.reset()
             self.stats["filter"].no_fix_reasons["reset: time jumped backwards"] += 1
         elif np.isfinite(self._t_last) and t > self._t_last + self.cfg.time_jump_forward_s:
-            log.warning("time jumped forwards by %.1f s (clock jump or restarted recorder): "
-                        "resetting the filter instead of integrating the gap", t - self._t_last)
+            self._count("clock.jumped_forwards", f"time jumped forwards by {t - self._t_last:.1f} s (clock "
+                        "jump or restarted recorder): resetting the filter instead of integrating the gap")
             self.reset()
             self.stats["filter"].no_fix_reasons["reset: time jumped forwards"] += 1
         self._t_last = max(self._t_last, t)
         return True
+
+    def _watch_scans(self, t: float) -> None:
+        """Once LiDAR has been seen, a silence over ``scan_timeout_s`` is counted when it starts
+        (``scan.gaps``, reason "no scan for N s"); the scan that ends it logs its length."""
+        if isinstance(self._t_scan, float) and not self._scan_gap_open \
+                and t - self._t_scan > self.cfg.scan_timeout_s:
+            self._scan_gap_open = True
+            self._count("scan.gaps", f"no scan for {t - self._t_scan:.1f} s "
+                        f"(timeout {self.cfg.scan_timeout_s:g} s): LiDAR dropout")
+
+    def _check_frame(self, event) -> bool:
+        """Reject (counted, ``<input>.rejected.wrong frame``) an event in the wrong frame.
+
+        IMU, wheel and velocity events are in ``base_frame`` (the converters applied the
+        extrinsics), pose fixes in ``map_frame``. A sensor stream (scan, GNSS, camera) keeps the
+        frame of its first message since the last reset; a message in another frame is rejected
+        until :data:`FRAME_RELATCH_MSGS` consecutive ones arrive in that frame (a re-configured
+        driver), never silently mixed."""
+        got = str(getattr(event, "frame_id", "") or "")
+        if isinstance(event, (ImuEvent, WheelEvent, VelocityEvent)):
+            kind, want = ("imu" if isinstance(event, ImuEvent) else "wheel" if isinstance(event, WheelEvent)
+                          else "velocity"), self.cfg.base_frame
+        elif isinstance(event, PoseFixEvent):
+            kind, want = "fix", self.cfg.map_frame
+        else:
+            kind = "scan" if isinstance(event, ScanEvent) else "gnss" if isinstance(event, GnssEvent) else "image"
+            st = self._frames.setdefault(kind, [got, None, 0])
+            want = st[0]
+            if got != want:
+                st[2] = st[2] + 1 if st[1] == got else 1
+                st[1] = got
+                if st[2] >= FRAME_RELATCH_MSGS:
+                    log.warning("%s: %d messages in a row in frame '%s' (was '%s'): taking it as the "
+                                "stream's frame", kind, st[2], got, want)
+                    st[:] = [got, None, 0]
+                    self.counters[f"{kind}.frame_changed"] += 1
+                    return True
+            else:
+                st[1], st[2] = None, 0
+        if got != want:
+            self._count(f"{kind}.rejected.wrong frame", f"{kind} in frame '{got}', expected '{want}': rejected")
+            return False
+        return True
+
+    def _finite_scan(self, scan: ScanEvent) -> ScanEvent:
+        """The scan without its non-finite points (a copy, per-point fields kept aligned); the
+        dropped points and the scans that had any are counted (``scan.nan_points_dropped``,
+        ``scan.nan_scans``). Also ends a LiDAR gap."""
+        if self._scan_gap_open and isinstance(self._t_scan, float):
+            log.warning("scans resumed after %.1f s", scan.t - self._t_scan)
+        self._t_scan, self._scan_gap_open = float(scan.t), False
+        pts = np.asarray(scan.points)
+        if pts.ndim != 2 or pts.shape[-1] < 3:
+            return scan
+        ok = np.isfinite(pts[:, :3]).all(axis=1)
+        n_bad = int(len(ok) - ok.sum())
+        if n_bad == 0:
+            return scan
+        self._count("scan.nan_scans", f"scan at t={scan.t:.3f}: {n_bad} of {len(ok)} points NaN/inf, dropped")
+        self.counters["scan.nan_points_dropped"] += n_bad
+        out = copy.copy(scan)
+        out.points = pts[ok]
+        for name in ("intensity", "point_time_s", "ring"):
+            a = getattr(scan, name, None)
+            if a is not None and np.ndim(a) == 1 and len(a) == len(ok):
+                setattr(out, name, np.asarray(a)[ok])
+        return out
 
     def _odom_pose(self) -> np.ndarray | None:
         """T_odom_base from the filter's newest estimate (continuous frame), None before init."""

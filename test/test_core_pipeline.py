@@ -6,7 +6,7 @@ offered as an engine would offer them.
 import numpy as np
 import pytest
 
-from geoloc_ros.events import Candidate, CandidateStatus, ImuEvent, ScanEvent, WheelEvent
+from geoloc_ros.events import Candidate, CandidateStatus, ImuEvent, PoseFixEvent, ScanEvent, WheelEvent
 from geoloc_ros.geometry import rot_z, se3
 from geoloc_ros.pipeline import Localizer
 
@@ -133,3 +133,62 @@ def test_a_lost_filter_is_reinitialized_by_fixes_that_agree_with_each_other():
     assert out == [False, False, True], loc.stats["bev"].no_fix_reasons
     est = drive(loc, 5.0, 6.0)
     assert np.linalg.norm(est.T_map_base[:2, 3] - truth(6.0)[:2, 3]) < 1.0
+
+
+def test_nan_points_are_dropped_and_counted_before_the_engines():
+    loc = Localizer()
+    seen = []
+    loc._on_scan = seen.append                  # what the engines would get
+    rng = np.random.default_rng(1)
+    pts = rng.normal(size=(400, 3)).astype(np.float32)
+    pts[:50, 0] = np.nan
+    pts[50:60, 2] = np.inf
+    inten = np.arange(400, dtype=np.float32)
+    loc.process(ScanEvent(0.0, pts, intensity=inten))
+    loc.process(ScanEvent(0.1, pts[60:]))       # a clean scan: nothing counted
+    assert len(seen[0].points) == 340 and np.isfinite(seen[0].points).all()
+    assert np.array_equal(seen[0].intensity, inten[60:])   # per-point fields stay aligned
+    assert loc.counters["scan.nan_points_dropped"] == 60 and loc.counters["scan.nan_scans"] == 1
+    assert pts[0, 0] != pts[0, 0], "the input scan was modified"
+
+
+def test_wrong_frames_are_rejected_and_counted():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    n_imu = loc.filter.counters["imu.accepted"]
+    imu = ImuEvent(1.0, np.array([0.0, 0.0, 9.80665]), np.zeros(3), frame_id="imu_link")
+    assert loc.process(imu) is None                     # not converted to base_link
+    assert loc.process(WheelEvent(1.0, V, 0.0, frame_id="odom")) is None
+    assert loc.filter.counters["imu.accepted"] == n_imu
+    fix = PoseFixEvent(1.0, truth(1.0), np.diag([0.1, 0.1, 1.0, 0.01, 0.01, 0.003]), source="initialpose",
+                       frame_id="odom")
+    assert loc.process(fix) is None and not loc.filter_initialized()
+    seen = []
+    loc._on_scan = seen.append
+    pts = np.ones((10, 3))
+    for k in range(3):
+        loc.process(ScanEvent(1.0 + 0.1 * k, pts, frame_id="lidar"))
+    loc.process(ScanEvent(1.3, pts, frame_id="camera"))   # the stream's frame changed
+    assert len(seen) == 3
+    c = loc.counters
+    assert (c["imu.rejected.wrong frame"], c["wheel.rejected.wrong frame"], c["fix.rejected.wrong frame"],
+            c["scan.rejected.wrong frame"]) == (1, 1, 1, 1)
+    loc.cfg.confirm_fixes = 1
+    fix.frame_id = "map"
+    est = loc.process(fix)
+    assert est is not None and est.counters["pipeline.imu.rejected.wrong frame"] == 1   # diagnostics see it
+
+
+def test_a_lidar_dropout_is_counted_while_it_lasts():
+    loc = Localizer()
+    loc._on_scan = lambda s: None
+    pts = np.ones((10, 3))
+    for t in np.arange(0.0, 2.0, 0.1):
+        loc.process(ScanEvent(float(t), pts))
+    drive(loc, 2.0, 2.0 + loc.cfg.scan_timeout_s - 0.2)
+    assert loc.counters["scan.gaps"] == 0
+    drive(loc, 2.0 + loc.cfg.scan_timeout_s - 0.2, 7.0)   # 5 s without scans
+    assert loc.counters["scan.gaps"] == 1 and "no scan for" in loc.reasons["scan"]
+    loc.process(ScanEvent(7.0, pts))
+    drive(loc, 7.0, 8.0)
+    assert loc.counters["scan.gaps"] == 1

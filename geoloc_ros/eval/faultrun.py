@@ -176,6 +176,8 @@ def alarm_counters(loc) -> Counter:
         for r, v in st.no_fix_reasons.items():
             c[f"{name}.no_fix.{r}"] += int(v)
     c["pipeline.resets"] = int(getattr(loc, "resets", 0))
+    for k, v in getattr(loc, "counters", {}).items():   # the pipeline's input checks
+        c[f"pipeline.{k}"] += int(v)
     return c
 
 
