@@ -66,6 +66,7 @@ def file_fault_rows(map_root: str | Path, work_dir: str | Path, cfg=None, weight
         ("map.escape_nested", lambda d: inj.escape_manifest(d, "sub/../../x.json"), ("sub/../../x.json",), True),
         ("map.escape_symlink", lambda d: _symlink_out(d), ("evil.json",), True),
         ("map.truncated_npz_unverified", lambda d: inj.truncate_file(d / KF, 0.5), (KF,), False),
+        ("map.corrupt_npz_unverified", lambda d: inj.corrupt_file(d / KF), (KF,), False),
     ]
     for name, brk, names, verify in cases:
         d = broken(name, brk)
