@@ -23,7 +23,7 @@ import numpy as np
 from geoloc_ros.geometry import wrap_angle
 
 __all__ = ["ErrorStateKF", "Measurement", "GnssPosition", "WheelSpeed", "PoseFix", "ZeroVelocity",
-           "skew", "so3_exp", "so3_log", "yaw_jacobian_global", "UpdateResult"]
+           "BodyVelocity", "skew", "so3_exp", "so3_log", "yaw_jacobian_global", "UpdateResult"]
 
 _I3 = np.eye(3)
 P_, V_, TH_, BA_, BG_ = slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12), slice(12, 15)
@@ -205,6 +205,41 @@ class ZeroVelocity(Measurement):
         H = np.zeros((3, 15))
         H[:, V_] = _I3
         return H, -kf.v, self.var * _I3
+
+
+class BodyVelocity(Measurement):
+    """Body-frame velocity of base_link from LiDAR odometry: ``v`` (3,) m/s with ``cov_v`` (3, 3),
+    h(x) = R^T v (no non-holonomic assumption: sideways and vertical motion are measured too);
+    optionally the angular rate ``w`` (3,) rad/s with ``cov_w`` (3, 3), h(x) = gyr - bg with the
+    held gyro sample (``cov_w`` must then include that sample's noise).
+
+    Error-state Jacobians (attitude error in the body frame, R_true = R Exp(dtheta)):
+    d(R^T v)/d dv = R^T, d(R^T v)/d dtheta = [R^T v]x; d(gyr - bg)/d dbg = -I.
+    """
+    kind = "velocity"
+
+    def __init__(self, t, v_mps, cov_v, w_rps=None, cov_w=None, noise_scale=1.0):
+        super().__init__(t, noise_scale)
+        self.v = np.asarray(v_mps, float).reshape(3)
+        self.cov_v = np.asarray(cov_v, float).reshape(3, 3)
+        self.w = None if w_rps is None else np.asarray(w_rps, float).reshape(3)
+        self.cov_w = None if cov_w is None else np.asarray(cov_w, float).reshape(3, 3)
+
+    def model(self, kf):
+        RtV = kf.R.T @ kf.v
+        m = 3 if self.w is None else 6
+        H = np.zeros((m, 15))
+        H[0:3, V_] = kf.R.T
+        H[0:3, TH_] = skew(RtV)
+        r = np.empty(m)
+        r[0:3] = self.v - RtV
+        Rm = np.zeros((m, m))
+        Rm[0:3, 0:3] = self.cov_v
+        if self.w is not None:
+            H[3:6, BG_] = -_I3
+            r[3:6] = self.w - (kf.gyr - kf.bg)
+            Rm[3:6, 3:6] = self.cov_w
+        return H, r, Rm * self.noise_scale
 
 
 class ErrorStateKF:

@@ -23,10 +23,10 @@ from collections import Counter, deque
 
 import numpy as np
 
-from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, PoseFixEvent, Verdict,
-                               WheelEvent)
+from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, PoseFixEvent, VelocityEvent,
+                               Verdict, WheelEvent)
 from geoloc_ros.fusion.config import FusionConfig
-from geoloc_ros.fusion.eskf import ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
+from geoloc_ros.fusion.eskf import BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
 from geoloc_ros.fusion.gnss import Datum, GnssMonitor, WheelSlipDetector
 from geoloc_ros.geometry import rot_z, wrap_angle
 
@@ -34,7 +34,12 @@ log = logging.getLogger("geoloc_ros.fusion")
 
 __all__ = ["FusionFilter"]
 
-_KINDS = ((ImuEvent, "imu"), (WheelEvent, "wheel"), (GnssEvent, "gnss"), (PoseFixEvent, "fix"))
+_KINDS = ((ImuEvent, "imu"), (WheelEvent, "wheel"), (GnssEvent, "gnss"), (PoseFixEvent, "fix"),
+          (VelocityEvent, "velocity"))
+# body-velocity (LiDAR odometry) chi-square gate: 99.99 % for 3 and 6 dof; after this many
+# consecutive gated velocities the next is applied anyway (a lost filter is never locked out)
+_VEL_GATE = {3: 21.11, 6: 27.86}
+_VEL_MAX_GATED = 10
 
 
 def _finite(*xs) -> bool:
@@ -294,6 +299,51 @@ class FusionFilter:
         self.wheel_slip = True
         self.counters["wheel.slip"] += 1
         self.reasons["wheel"] = f"slip: wheel {meas.v:.2f} m/s vs predicted {meas.v - inn.residual[0]:.2f} m/s"
+        return False
+
+    # ---- body velocity (LiDAR odometry) -------------------------------------------------------
+    def _on_velocity(self, ev: VelocityEvent, t: float):
+        """Body-frame velocity (and angular rate, when ``w_rps`` and ``cov_w`` are given) of
+        base_link; chi-square gated, applied at its own stamp (rewind when late)."""
+        try:
+            v = np.asarray(ev.v_mps, float).reshape(3)
+            cv = np.asarray(ev.cov_v, float).reshape(3, 3)
+            use_w = ev.w_rps is not None and ev.cov_w is not None
+            w = np.asarray(ev.w_rps, float).reshape(3) if use_w else None
+            cw = np.asarray(ev.cov_w, float).reshape(3, 3) if use_w else None
+        except (TypeError, ValueError):
+            return self._reject("velocity", "malformed body velocity or covariance")
+        if not _finite(v, cv) or (use_w and not _finite(w, cw)):
+            return self._reject("velocity", "NaN/inf in body velocity")
+        cv = 0.5 * (cv + cv.T)
+        if np.linalg.eigvalsh(cv).min() <= 0 or (use_w and np.linalg.eigvalsh(0.5 * (cw + cw.T)).min() <= 0):
+            return self._reject("velocity", "zero or negative covariance")
+        self._advance_clock(t)
+        if not self.kf.initialized:
+            return True
+        if use_w:   # the model compares with the held gyro sample: add that sample's noise
+            n_imu = self.counters["imu.accepted"]
+            t_prev, n_prev = getattr(self, "_vel_imu_mark", (None, 0))
+            rate = (n_imu - n_prev) / (t - t_prev) if t_prev is not None and t > t_prev else 0.0
+            self._vel_imu_mark = (t, n_imu)
+            rate = rate if rate > 0 else 200.0
+            cw = 0.5 * (cw + cw.T) + np.eye(3) * self.cfg.gyr_noise ** 2 * rate
+        meas = BodyVelocity(t, v, cv, w, cw)
+        return self._apply_late_aware(meas, self._velocity_decide)
+
+    def _velocity_decide(self, meas: BodyVelocity) -> bool:
+        nis = self.kf.innovation(meas).nis
+        gate = _VEL_GATE[3 if meas.w is None else 6]
+        n_gated = self.counters.get("velocity.gated_in_a_row", 0)
+        if nis <= gate or n_gated >= _VEL_MAX_GATED:
+            if nis > gate:
+                self.counters["velocity.gate_overridden"] += 1
+                self.reasons["velocity"] = f"{n_gated} velocities over the gate in a row: applied anyway"
+            self.counters["velocity.gated_in_a_row"] = 0
+            return True
+        self.counters["velocity.gated_in_a_row"] = n_gated + 1
+        self.counters["velocity.gated"] += 1
+        self.reasons["velocity"] = f"NIS {nis:.1f} over gate {gate:g}"
         return False
 
     # ---- late-aware application ---------------------------------------------------------------
