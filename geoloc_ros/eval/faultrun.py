@@ -34,15 +34,15 @@ AFTER_S = 10.0           # the window after a fault in which recovery is judged 
 #: kind -> the alarms that count as this fault being detected (regex over alarm names)
 EXPECTED = {
     "nan_fields": r"NaN|nan|non-finite|unusable scan",
-    "nan_points": r"NaN|nan|non-finite|unusable scan",
+    "nan_points": r"nan_points_dropped|nan_scans",
     "empty_cloud": r"unusable scan|empty",
     "tiny_cloud": r"unusable scan|usable points",
-    "lidar_dropout": r"scan|lidar",
+    "lidar_dropout": r"scan\.gaps",
     "imu_gap": r"imu\.(gap|rejected)",
     "imu_out_of_order": r"imu\.rejected",
     "imu_duplicate": r"imu\.rejected",
-    "clock_back": r"resets|jump",
-    "clock_forward": r"resets|jump",
+    "clock_back": r"jumped_backwards",
+    "clock_forward": r"jumped_forwards",
     "gnss_denial": r"DENIED",
     "gnss_multipath": r"gnss\.(verdict\.)?(REJECTED|DEGRADED)",
     "gnss_drift": r"gnss\.(verdict\.)?(REJECTED|DEGRADED)",
@@ -50,7 +50,7 @@ EXPECTED = {
     "gnss_nofix_stale": r"NO_FIX|DENIED",
     "wheel_slip": r"wheel[._]slip",
     "wheel_frozen": r"wheel[._]slip|wheel\.rejected",
-    "wrong_frame": r"frame",
+    "wrong_frame": r"wrong frame",
     "imu_flood": r"drop|queue|flood",
 }
 _ALARM = re.compile(r"rejected|verdict\.(DEGRADED|REJECTED|DENIED)|slip|resets|covariance_resets")
