@@ -36,6 +36,8 @@ __all__ = ["Localizer", "EngineStats"]
 #: a sensor stream (scan, GNSS, camera) whose frame id changes is rejected until this many
 #: consecutive messages arrive in the new frame; then the new frame is the stream's frame
 FRAME_RELATCH_MSGS = 50
+#: uncalibrated gyro bias allowed when fixes are confirmed through the gyro's heading change (rad/s)
+GYRO_BIAS_ALLOWANCE_RPS = 0.01
 
 
 @dataclass
@@ -121,7 +123,7 @@ class Localizer:
         self.last_estimate: PoseEstimate | None = None
         self._t_last = -np.inf
         self._t_last_bev = -np.inf
-        self._pending: list[tuple[float, Candidate, np.ndarray | None]] = []
+        self._pending: list[tuple[float, Candidate, np.ndarray | None, float | None]] = []
         self.resets = 0
         self.counters: Counter = Counter()   # input checks: what was rejected or noticed, and how often
         self.reasons: dict[str, str] = {}    # the latest such reason per input
@@ -170,6 +172,8 @@ class Localizer:
             est = None
         elif isinstance(event, (ImuEvent, WheelEvent, VelocityEvent, GnssEvent, PoseFixEvent)):
             est = self.filter.process(event)
+            if isinstance(event, ImuEvent):
+                self._track_heading(event)
         else:
             raise TypeError(f"Localizer.process: unsupported event type {type(event).__name__}")
         if est is not None:
@@ -200,6 +204,25 @@ class Localizer:
         self._t_scan: float | None = None    # stamp of the newest scan (s)
         self._scan_gap_open = False
         self._frames: dict[str, list] = {}   # stream -> [frame id, candidate new frame, its run]
+        self._t_imu: float | None = None
+        self._g_dir: np.ndarray | None = None   # (3,) low-passed gravity direction in base_link
+        self._yaw_gyro = 0.0                    # heading integrated from the gyro about gravity (rad)
+
+    def _track_heading(self, imu: ImuEvent) -> None:
+        """Integrate the gyro about the (low-passed) gravity direction: the heading change that
+        confirms global fixes where there is no wheel odometry (any tilt, a handheld rig too)."""
+        acc = np.asarray(imu.acc_mps2, float).reshape(-1)
+        gyr = np.asarray(imu.gyr_rps, float).reshape(-1)
+        n = float(np.linalg.norm(acc)) if acc.size == 3 else 0.0
+        if gyr.size != 3 or not (np.isfinite(n) and n > 1.0 and np.all(np.isfinite(gyr))):
+            return
+        g = acc / n
+        self._g_dir = g if self._g_dir is None else self._g_dir + 0.02 * (g - self._g_dir)
+        t = float(imu.t)
+        if self._t_imu is not None and 0.0 < t - self._t_imu < 1.0:
+            self._yaw_gyro += float(gyr @ self._g_dir) / float(np.linalg.norm(self._g_dir)) * (t - self._t_imu)
+        if self._t_imu is None or t > self._t_imu:
+            self._t_imu = t
 
     def _check_clock(self, t: float) -> bool:
         if not np.isfinite(t):
@@ -351,16 +374,18 @@ class Localizer:
         agree, each carried forward by the wheel odometry between them, over at least
         ``confirm_travel_m`` (a single place-recognition answer in a repetitive street is too
         easily confidently wrong). Without wheel odometry, fixes agree when their difference is
-        within what the robot can have moved (``confirm_max_speed_mps``) and span that travel in
-        the map."""
+        within what the robot can have moved (``confirm_max_speed_mps``), their heading change is
+        the gyro's (within ``confirm_yaw_rad`` plus :data:`GYRO_BIAS_ALLOWANCE_RPS` per second;
+        without IMU, half a radian per second), and they span that travel in the map."""
         cfg = self.cfg
         if cfg.confirm_fixes <= 1:
             return True
         odom = self._odom_xyyaw()
         self._pending = [p for p in self._pending if t - p[0] <= cfg.confirm_window_s]
         x, y, th = se2_from_matrix(cand.T_map_base)
+        yaw_g = self._yaw_gyro if self._t_imu is not None and t - self._t_imu < 1.0 else None
         agree, span = 0, 0.0
-        for t0, c0, o0 in self._pending:
+        for t0, c0, o0, g0 in self._pending:
             x0, y0, th0 = se2_from_matrix(c0.T_map_base)
             if odom is not None and o0 is not None:
                 rel = np.linalg.inv(se2(*o0)) @ se2(*odom)
@@ -371,12 +396,16 @@ class Localizer:
             else:
                 dt = abs(t - t0)
                 travel = float(np.hypot(x - x0, y - y0))
-                ok = (travel < cfg.confirm_dist_m + cfg.confirm_max_speed_mps * dt
-                      and abs(float(wrap_angle(th - th0))) < cfg.confirm_yaw_rad + 0.5 * dt)
+                if yaw_g is not None and g0 is not None:   # the gyro says how much the heading turned
+                    yaw_ok = abs(float(wrap_angle(th - th0 - (yaw_g - g0)))) < \
+                        cfg.confirm_yaw_rad + GYRO_BIAS_ALLOWANCE_RPS * dt
+                else:
+                    yaw_ok = abs(float(wrap_angle(th - th0))) < cfg.confirm_yaw_rad + 0.5 * dt
+                ok = travel < cfg.confirm_dist_m + cfg.confirm_max_speed_mps * dt and yaw_ok
             if ok:
                 agree += 1
                 span = max(span, travel)
-        self._pending.append((t, cand, odom))
+        self._pending.append((t, cand, odom, yaw_g))
         return agree + 1 >= cfg.confirm_fixes and span >= cfg.confirm_travel_m
 
     def _localized(self) -> bool:

@@ -192,3 +192,24 @@ def test_a_lidar_dropout_is_counted_while_it_lasts():
     loc.process(ScanEvent(7.0, pts))
     drive(loc, 7.0, 8.0)
     assert loc.counters["scan.gaps"] == 1
+
+
+def _imu_only(loc, t0, t1, w_rps=0.0):
+    for t in np.arange(t0, t1, 0.005):
+        loc.process(ImuEvent(float(t), np.array([0.0, 0.0, 9.80665]), np.array([0.0, 0.0, w_rps])))
+
+
+def test_without_wheels_fix_headings_must_turn_as_the_gyro_turned():
+    """IMU only: three answers close enough in position whose headings turn 0.5 rad per 1.5 s
+    confirm each other only when the gyro turned the robot that much too."""
+    for w, expected in ((0.0, [False, False, False]), (0.5 / 1.5, [False, False, True])):
+        loc = Localizer()
+        prev, out = 0.0, []
+        for k, t in enumerate((2.0, 3.5, 5.0)):
+            _imu_only(loc, prev, t, w)
+            prev = t
+            T = truth(t)
+            T[:3, :3] = rot_z(0.5 * k)
+            out.append(loc._offer(cand(T), t, "bev"))
+        assert out == expected, (w, out)
+        assert loc.filter_initialized() == expected[-1]
