@@ -387,17 +387,19 @@ def far_initial_pose(scene: FaultScene, offset_m: float = 30.0, t_service_s: flo
     return out
 
 
-def outside_map(scene: FaultScene, cfg=None) -> dict:
-    """The robot drives a town that is not the mapped one, without GNSS: the pipeline must not
-    publish a confident pose. Returns ``estimates``, ``localized_fraction`` (epochs in mode
-    ``localized``: each one is a confident wrong pose), ``bev_fixes_accepted``, ``crashes``,
-    and ``service_candidates`` (OK candidates of ``global_localize`` at the end: wrong by
-    construction)."""
-    from geoloc_ros.events import CandidateStatus, GnssEvent
-    res = run_case(scene, [], "outside_map", cfg=cfg, drop=(GnssEvent,))
+def outside_map(scene: FaultScene, cfg=None, wheels: bool = True) -> dict:
+    """The robot drives a town that is not the mapped one, without GNSS (and, ``wheels=False``,
+    without wheel odometry: IMU only, as a handheld rig): the pipeline must not publish a
+    confident pose. Returns ``estimates``, ``localized_fraction`` (epochs in mode
+    ``localized``: each one is a confident wrong pose), ``bev_fixes_accepted``, ``bev_ok``
+    (OK answers the BEV engine gave: all wrong), ``crashes``, and ``service_candidates`` (OK
+    candidates of ``global_localize`` at the end: wrong by construction)."""
+    from geoloc_ros.events import CandidateStatus, GnssEvent, WheelEvent
+    res = run_case(scene, [], "outside_map", cfg=cfg, drop=(GnssEvent,) if wheels else (GnssEvent, WheelEvent))
     loc = res.localizer
     cands = [c for c in loc.global_localize() if c.status == CandidateStatus.OK]
     return {"estimates": int(len(res.t)), "crashes": res.crashes,
             "localized_fraction": float(np.mean(res.mode == "localized")) if len(res.t) else 0.0,
-            "bev_fixes_accepted": int(loc.stats["bev"].accepted), "service_candidates": len(cands),
+            "bev_fixes_accepted": int(loc.stats["bev"].accepted), "bev_ok": int(loc.stats["bev"].fixes),
+            "service_candidates": len(cands),
             "modes": dict(Counter(res.mode.tolist()))}
