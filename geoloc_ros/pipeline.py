@@ -36,6 +36,8 @@ __all__ = ["Localizer", "EngineStats"]
 #: a sensor stream (scan, GNSS, camera) whose frame id changes is rejected until this many
 #: consecutive messages arrive in the new frame; then the new frame is the stream's frame
 FRAME_RELATCH_MSGS = 50
+#: a stream delivering this many times its usual rate over one second is counted as a flood
+FLOOD_RATIO = 3.0
 #: uncalibrated gyro bias allowed when fixes are confirmed through the gyro's heading change (rad/s)
 GYRO_BIAS_ALLOWANCE_RPS = 0.01
 
@@ -80,6 +82,11 @@ def _candidate_to_fix(c: Candidate, t: float) -> PoseFixEvent:
     dof = "xyzyaw" if c.source == "objects" else "xyyaw"
     return PoseFixEvent(t=t, T_map_base=c.T_map_base, cov6=c.cov6, source=c.source or "engine",
                         frame_id="map", dof=dof)
+
+
+#: event class -> the input name used in counters
+_KIND = {ImuEvent: "imu", WheelEvent: "wheel", VelocityEvent: "velocity", GnssEvent: "gnss",
+         ScanEvent: "scan", ImageEvent: "image", PoseFixEvent: "fix"}
 
 
 class Localizer:
@@ -162,6 +169,7 @@ class Localizer:
         if not self._check_clock(event.t):
             return None
         self._watch_scans(float(event.t))
+        self._watch_rate(event)
         if not self._check_frame(event):
             return None
         if isinstance(event, ScanEvent):
@@ -207,6 +215,7 @@ class Localizer:
         self._t_imu: float | None = None
         self._g_dir: np.ndarray | None = None   # (3,) low-passed gravity direction in base_link
         self._yaw_gyro = 0.0                    # heading integrated from the gyro about gravity (rad)
+        self._rates: dict[str, list] = {}       # stream -> [window start s, messages, usual rate Hz, windows]
 
     def _track_heading(self, imu: ImuEvent) -> None:
         """Integrate the gyro about the (low-passed) gravity direction: the heading change that
@@ -250,6 +259,28 @@ class Localizer:
             self._scan_gap_open = True
             self._count("scan.gaps", f"no scan for {t - self._t_scan:.1f} s "
                         f"(timeout {self.cfg.scan_timeout_s:g} s): LiDAR dropout")
+
+    def _watch_rate(self, event) -> None:
+        """Per input, messages per one-second window against its usual rate (a running mean
+        learned over the first windows and the normal ones after): a window over
+        :data:`FLOOD_RATIO` times the usual rate is counted (``<input>.flood``)."""
+        kind = _KIND.get(type(event)) or next((k for c, k in _KIND.items() if isinstance(event, c)), "other")
+        t = float(event.t)
+        st = self._rates.get(kind)
+        if st is None or t < st[0]:
+            self._rates[kind] = [t, 1, None, 0]
+            return
+        st[1] += 1
+        if t - st[0] < 1.0:
+            return
+        rate = st[1] / (t - st[0])
+        if st[2] is not None and st[3] >= 3 and rate > FLOOD_RATIO * st[2]:
+            self._count(f"{kind}.flood", f"{kind} at {rate:.0f} Hz over the last {t - st[0]:.1f} s, "
+                        f"{rate / st[2]:.1f}x its usual {st[2]:.0f} Hz (flood)")
+        else:
+            st[2] = rate if st[2] is None else st[2] + (rate - st[2]) / min(st[3] + 1, 10)
+            st[3] += 1
+        st[0], st[1] = t, 0
 
     def _check_frame(self, event) -> bool:
         """Reject (counted, ``<input>.rejected.wrong frame``) an event in the wrong frame.

@@ -213,3 +213,13 @@ def test_without_wheels_fix_headings_must_turn_as_the_gyro_turned():
             out.append(loc._offer(cand(T), t, "bev"))
         assert out == expected, (w, out)
         assert loc.filter_initialized() == expected[-1]
+
+
+def test_a_flood_is_counted_against_the_usual_rate():
+    loc = Localizer()
+    drive(loc, 0.0, 5.0)                        # 200 Hz IMU, 20 Hz wheel
+    assert not any(k.endswith(".flood") for k in loc.counters)
+    drive(loc, 5.0, 7.0, imu_hz=2000)           # 10x the IMU rate for 2 s
+    drive(loc, 7.0, 10.0)
+    assert loc.counters["imu.flood"] == 2 and "10.0x" in loc.reasons["imu"]
+    assert loc.counters["wheel.flood"] == 0
