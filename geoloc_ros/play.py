@@ -12,6 +12,9 @@ steps, per message in record order:
    one log line per topic;
 4. sleep until its record time at ``--rate`` and publish it, with /clock at the record time.
 
+Before the first message it waits (up to ``--wait`` s) for the topics' subscribers to be
+discovered, so that a node started at the same time does not miss the start of the bag.
+
 ``--loop`` starts over at the end (the clock jumps back: the nodes reset their filter).
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 log = logging.getLogger("geoloc_ros.play")
 
-__all__ = ["main", "NODE_TOPICS", "to_rclpy", "livox_to_pointcloud2", "PlayStats", "play"]
+__all__ = ["main", "NODE_TOPICS", "to_rclpy", "livox_to_pointcloud2", "PlayStats", "play", "wait_for_subscribers"]
 
 # profile role -> the node's default (relative) topic name
 NODE_TOPICS = {
@@ -198,10 +201,12 @@ def _publish_gnss(msgs: list, pub_entry, stats: "PlayStats") -> None:
 
 def play(bag: str | Path, profile: str, rate: float = 1.0, loop: bool = False,
          keep_names: bool = False, node=None, start_s: float | None = None,
-         duration_s: float | None = None, stop=None, clock: bool = True) -> PlayStats:
+         duration_s: float | None = None, stop=None, clock: bool = True,
+         wait_subscribers_s: float = 2.0) -> PlayStats:
     """Publish ``bag`` with rclpy on ``node`` (created when None; rclpy must be initialised).
 
     ``rate`` <= 0 publishes as fast as possible. ``stop()`` returning True ends playback.
+    ``wait_subscribers_s``: see :func:`wait_for_subscribers`.
     """
     from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
     from rosgraph_msgs.msg import Clock
@@ -237,6 +242,7 @@ def play(bag: str | Path, profile: str, rate: float = 1.0, loop: bool = False,
         pvt_topic = pvt_spec.topic
         stats.skipped.pop(pvt_topic, None)
         node.get_logger().info(f"{gspec.topic}: covariance filled from {pvt_topic} (h_acc, v_acc)")
+    wait_for_subscribers([p[0] for p in pubs.values()], wait_subscribers_s)
     read_topics = list(pubs) + ([pvt_topic] if pvt_topic else [])
     t_begin = info.start_s if start_s is None else start_s
     t_end = None if duration_s is None else t_begin + duration_s
@@ -284,6 +290,21 @@ def play(bag: str | Path, profile: str, rate: float = 1.0, loop: bool = False,
             node.destroy_node()
 
 
+def wait_for_subscribers(publishers: list, timeout_s: float, settle_s: float = 0.5) -> int:
+    """Wait until every publisher has a subscriber, or some have and none joined for
+    ``settle_s`` (topics nobody reads), or ``timeout_s`` passed. Returns how many have one."""
+    t_end = time.monotonic() + max(0.0, timeout_s)
+    n_last, t_change = -1, time.monotonic()
+    while True:
+        n = sum(1 for p in publishers if p.get_subscription_count() > 0)
+        now = time.monotonic()
+        if n != n_last:
+            n_last, t_change = n, now
+        if n == len(publishers) or now >= t_end or (n > 0 and now - t_change >= settle_s):
+            return n
+        time.sleep(0.02)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="geoloc play", description=__doc__.split("\n")[0])
     ap.add_argument("bag")
@@ -295,6 +316,8 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=float, default=None, help="start at this record time (unix s)")
     ap.add_argument("--duration", type=float, default=None, help="play this many seconds")
     ap.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    ap.add_argument("--wait", type=float, default=2.0,
+                    help="wait up to this long for the topics' subscribers before the first message (s)")
     ap.add_argument("--ros-args", nargs=argparse.REMAINDER, default=None, dest="ros_args")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -304,7 +327,8 @@ def main(argv=None) -> int:
     rclpy.init(args=["geoloc_play"] + (["--ros-args"] + a.ros_args if a.ros_args else []))
     try:
         stats = play(a.bag, a.profile, rate=a.rate, loop=a.loop, keep_names=a.topics == "bag",
-                     start_s=a.start, duration_s=a.duration, clock=not a.no_clock)
+                     start_s=a.start, duration_s=a.duration, clock=not a.no_clock,
+                     wait_subscribers_s=a.wait)
         print(stats.summary())
         return 0
     except (BagError, ProfileError, FileNotFoundError) as e:

@@ -13,10 +13,20 @@ from geoloc_ros.config import param
 class NodeConfig:
     image_transport: str = param("auto", "camera/image and camera/depth message type: 'compressed' "
                                  "(CompressedImage), 'raw' (Image) or 'auto' (the profile's type)")
-    queue_size: int = param(400, "bounded input queue; under a flood the oldest events are dropped "
+    queue_size: int = param(2000, "bound of each small input's queue (IMU, wheel, GNSS, fixes): a "
+                            "memory bound a working node never reaches; beyond it the oldest are dropped "
                             "with a counted warning")
+    bulk_queue_size: int = param(4, "clouds and images kept waiting per input; when the node is behind "
+                                 "the oldest are dropped (counted): the newest scan matters most")
     reorder_window_s: float = param(0.05, "events wait this long after arrival so that those of "
                                     "different topics reach the pipeline in stamp order", "s")
+    imu_wait_s: float = param(0.2, "a measurement waits at most this long for the IMU to be received "
+                              "up to its stamp (topics are delivered independently)", "s")
+    max_latency_s: float = param(0.2, "when events have waited longer than this (a flood, a slow "
+                                 "engine step) consecutive IMU samples are merged instead of dropped, "
+                                 "to catch up", "s")
+    imu_merge_period_s: float = param(0.02, "span of IMU samples merged into one (mean acceleration "
+                                      "and rate) while catching up", "s")
     publish_period_s: float = param(0.02, "minimum time between geoloc/pose, geoloc/odometry and TF "
                                     "messages (0: every estimate)", "s")
     scan_viz_period_s: float = param(0.5, "minimum time between geoloc/scan messages (the current "

@@ -4,12 +4,15 @@ A thin door into :class:`geoloc_ros.pipeline.Localizer`. Its step, per message:
 
 1. the subscription decodes the message into an event (``nodes.inputs``); a bad one is counted
    with its reason and dropped, the callback never raises;
-2. the event joins a bounded queue (a flood drops the oldest, counted);
+2. the event joins its input's bounded queue (``nodes.scheduler``: clouds and images keep the
+   newest few, IMU is never dropped but merged when the node is behind), released in stamp
+   order once the IMU has arrived up to its stamp;
 3. the processing thread drops stale events (older than ``max_msg_age_s`` behind the newest),
-   detects time jumping backwards (bag loop: reset with a warning), and calls
-   ``Localizer.process``;
-4. an estimate is published as ``geoloc/pose``, ``geoloc/odometry``, ``geoloc/path`` and TF
-   ``map -> odom``; engine candidates as ``geoloc/candidates`` and ``geoloc/objects``;
+   detects time jumping backwards (an input's own stamps going back: bag loop, reset with a
+   warning), and calls ``Localizer.process`` on each event of the batch;
+4. the batch's newest estimate is published as ``geoloc/pose``, ``geoloc/odometry``,
+   ``geoloc/path`` and TF ``map -> odom``; engine candidates as ``geoloc/candidates`` and
+   ``geoloc/objects``;
 5. a steady timer publishes ``/diagnostics`` and watches the ROS clock for backward jumps.
 
 Services: ``geoloc/global_localize`` (std_srvs/Trigger), ``geoloc/reset`` (std_srvs/Trigger).
@@ -17,7 +20,6 @@ Services: ``geoloc/global_localize`` (std_srvs/Trigger), ``geoloc/reset`` (std_s
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 import sys
 import threading
@@ -39,12 +41,13 @@ from visualization_msgs.msg import MarkerArray
 from geoloc_ros import events as ev
 from geoloc_ros.geometry import transform_points
 from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, SENSOR_QOS_BULK, SENSOR_QOS_DEEP,
-                                     Diagnostics, EventQueue, PathBuilder, T_odom_base_of,
+                                     Diagnostics, PathBuilder, T_odom_base_of,
                                      TfBroadcaster, candidates_to_pose_array, estimate_to_odometry,
                                      estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
                                      object_map_markers)
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
 from geoloc_ros.nodes.runtime import load_map_and_profile, spin_node, summarize_candidates
+from geoloc_ros.nodes.scheduler import InputQueues
 
 __all__ = ["GeolocNode", "main", "spin_node", "load_map_and_profile", "summarize_candidates",
            "SUBSCRIBES", "PUBLISHES", "SERVICES"]
@@ -56,6 +59,7 @@ SUBSCRIBES = {
     "imu": "sensor_msgs/msg/Imu", "wheel_odom": "nav_msgs/msg/Odometry",
     "gnss/fix": "sensor_msgs/msg/NavSatFix", "camera/image": "sensor_msgs/msg/CompressedImage",
     "camera/depth": "sensor_msgs/msg/CompressedImage", "camera/camera_info": "sensor_msgs/msg/CameraInfo",
+    "camera/instance": "sensor_msgs/msg/Image",
     "initialpose": "geometry_msgs/msg/PoseWithCovarianceStamped",
 }
 PUBLISHES = {
@@ -93,13 +97,16 @@ class GeolocNode(Node):
         self.localizer = localizer
         self.decoder = InputDecoder(self.profile, cfg.base_frame)
         self.diag = Diagnostics(node_name, INPUTS + ("bev", "objects", "fusion", "gnss", "queue"))
-        self.queue = EventQueue(self.ncfg.queue_size)
+        n = self.ncfg
+        self.queue = InputQueues(n.queue_size, n.bulk_queue_size, n.reorder_window_s, "imu", n.imu_wait_s,
+                                 n.max_latency_s, n.imu_merge_period_s)
         self._lock = threading.RLock()         # guards the localizer
         self._t_newest = -math.inf             # newest accepted event stamp (s)
-        self._stale_run: list[float] = []      # stamps of consecutive stale events
+        self._stale_run: list[float] = []      # stamps of consecutive events behind their own input
+        self._t_input: dict[str, float] = {}   # newest processed stamp per input (s)
         self._old_base_guard = (0.0, 0.0)      # (until wall s, new base stamp) after a jump
         self._clock_last: float | None = None
-        self._backlog = 0
+        self._in_batch = 0                     # taken from the queues, not yet processed
         self._last_pub_wall = 0.0
         self._last_path_wall = 0.0
         self._last_cand_id = {"bev": None, "objects": None}
@@ -140,6 +147,10 @@ class GeolocNode(Node):
                 self.create_subscription(img_type, "camera/depth", guarded(
                     self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.depth(m, compressed))),
                     SENSOR_QOS_BULK)
+                if "camera_instance" in (getattr(self.profile, "roles", None) or {}):
+                    self.create_subscription(Image, "camera/instance", guarded(
+                        self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.instance(m))),
+                        SENSOR_QOS_BULK)
                 self.create_subscription(CameraInfo, "camera/camera_info", guarded(
                     self, self.diag["camera"], lambda m: self._side(lambda: self.decoder.camera_info(m))),
                     SENSOR_QOS)
@@ -182,10 +193,10 @@ class GeolocNode(Node):
                 self.get_logger().warning(f"{topic}: messages missing (stamp gaps; total "
                                           f"{stats.missing}): the node or the link is not keeping up",
                                           throttle_duration_sec=2.0)
-            if not self.queue.put((name, e, time.monotonic())):
-                self.diag["queue"].reject("dropped_oldest")
-                self.get_logger().warning(f"input queue full ({self.queue.maxlen}): dropping oldest events",
-                                       throttle_duration_sec=2.0)
+            if not self.queue.put(name, e, time.monotonic()):
+                self.diag["queue"].reject(f"dropped_oldest.{name}")
+                self.get_logger().warning(f"{topic}: queue full ({self.queue.capacity_of(name)}): the node "
+                                          "is behind, dropping the oldest", throttle_duration_sec=2.0)
         on_msg.__name__ = f"on_{name.replace('/', '_')}"
         # one callback group per topic: a slow cloud decode never holds back the IMU
         def on_lost(info):  # DDS discarded messages before they reached the callback (overload)
@@ -225,43 +236,47 @@ class GeolocNode(Node):
 
     # ---- processing thread -----------------------------------------------------------------
     def _work(self) -> None:
-        """Drain the queue into a stamp-ordered buffer and process what has waited
-        ``node.reorder_window_s``: topics are delivered independently, so events that arrive
-        close together are handed to the pipeline in stamp order, not arrival order."""
-        heap: list = []
-        seq = 0
-        window = self.ncfg.reorder_window_s
+        """Take batches of stamp-ordered events (``nodes.scheduler``), process each, publish the
+        batch's newest estimate once: under load the publishing cost does not grow with the rate."""
         while self._running:
-            item = self.queue.get(0.02 if heap else 0.1)
-            self._backlog = len(heap) + (item is not None)
-            while item is not None:
-                name, e, t_rx = item
-                heapq.heappush(heap, (e.t, seq, item))
-                seq += 1
-                item = self.queue.get(0.0) if len(self.queue) else None
-            while len(heap) > self.queue.maxlen:      # bounded: drop the oldest stamps, counted
-                heapq.heappop(heap)
-                self.queue.dropped += 1
-                self.diag["queue"].reject("dropped_oldest")
-            now = time.monotonic()
-            self._backlog = len(heap)
-            while heap and (now - heap[0][2][2] >= window or not self._running):
-                name, e, t_rx = heapq.heappop(heap)[2]
-                self._backlog = len(heap) + 1
+            batch = self.queue.take(0.1)
+            self._in_batch = len(batch)
+            newest = None
+            for name, e, t_rx in batch:
                 try:
-                    self._process(name, e, t_rx)
+                    est = self._process(name, e, t_rx)
+                    if est is not None:
+                        newest = (est, t_rx)
                 except Exception as ex:  # noqa: BLE001 - the pipeline must not take the node down
                     self.diag[name].reject("pipeline_error")
                     self.get_logger().error(f"pipeline failed on {type(e).__name__}: "
                                             f"{type(ex).__name__}: {ex}", throttle_duration_sec=2.0)
-                now = time.monotonic()
-            self._backlog = len(heap)
+                self._in_batch -= 1
+            if newest is not None:
+                try:
+                    self._publish_estimate(*newest)
+                except Exception as ex:  # noqa: BLE001
+                    self.get_logger().error(f"publishing failed: {type(ex).__name__}: {ex}",
+                                            throttle_duration_sec=2.0)
+            self._in_batch = 0
+
+    def unaccounted(self, name: str) -> int:
+        """Messages of input ``name`` that the node received but neither processed, rejected
+        (with a reason), dropped from its queue nor merged, nor still holds: 0 when every
+        message is counted (messages DDS lost before the callback are counted apart, as
+        ``lost_in_transport`` and ``missing``)."""
+        s = self.diag[name]
+        rejected = sum(v for k, v in s.rejected.items() if k != "lost_in_transport")
+        held = self.pending()
+        return max(0, s.received - s.accepted - rejected - self.queue.dropped_by_input().get(name, 0)
+                   - self.queue.merged_by.get(name, 0) - held)
 
     def pending(self) -> int:
-        """Events received and not yet processed (queue + reorder buffer)."""
-        return len(self.queue) + self._backlog
+        """Events received and not yet processed (queues + the batch in hand)."""
+        return len(self.queue) + self._in_batch
 
-    def _process(self, name: str, e, t_rx: float) -> None:
+    def _process(self, name: str, e, t_rx: float):
+        """One event through the pipeline; returns its estimate (None when there is none)."""
         stats = self.diag[name]
         # older than this behind the newest: dropped as stale; kept under the pipeline's own
         # time-jump reset threshold so that a late message never resets the filter
@@ -270,23 +285,27 @@ class GeolocNode(Node):
         if isinstance(e, ev.PoseFixEvent) and e.source == "initialpose" and math.isfinite(self._t_newest) \
                 and abs(e.t - self._t_newest) > max_age:
             e.t = self._t_newest  # RViz stamps with its own clock; the operator means "now"
+        if isinstance(e, ev.ImageEvent) and (e.depth_m is None or e.instance is None):
+            self.decoder.attach_depth(e)   # its depth may have arrived after it
         if e.t < self._t_newest - max_age:
             stats.reject("stale")
-            self._stale_run.append(e.t)
-            # a stream that keeps coming from the past for longer than max_age: the time base
-            # jumped backwards (bag loop, restarted recorder), not a stray message
-            if max(self._stale_run) - min(self._stale_run) >= max_age:
-                new_base = max(self._stale_run)
-                self._reset(f"message stamps jumped back by {self._t_newest - e.t:.2f} s")
-                # follow the new time base; for a moment, stragglers of the old one still in
-                # flight are dropped instead of dragging the clock forward again
-                self._t_newest = new_base
-                self._old_base_guard = (time.monotonic() + 1.0, new_base)
-            return
+            # an input whose OWN stamps keep going back, for longer than max_age: the time base
+            # jumped backwards (bag loop, restarted recorder). An input that is merely late
+            # (delivered behind the others under load) keeps its own order and never resets.
+            if e.t < self._t_input.get(name, -math.inf) - max_age:
+                self._stale_run.append(e.t)
+                if max(self._stale_run) - min(self._stale_run) >= max_age:
+                    new_base = max(self._stale_run)
+                    self._reset(f"message stamps jumped back by {self._t_newest - e.t:.2f} s")
+                    # follow the new time base; for a moment, stragglers of the old one still in
+                    # flight are dropped instead of dragging the clock forward again
+                    self._t_newest = new_base
+                    self._old_base_guard = (time.monotonic() + 1.0, new_base)
+            return None
         guard_until, base = self._old_base_guard
         if time.monotonic() < guard_until and e.t > base + 10.0 * max_age + 10.0:
             stats.reject("old_time_base")
-            return
+            return None
         self._stale_run.clear()
         with self._lock:
             resets_before = getattr(self.localizer, "resets", 0)
@@ -294,20 +313,22 @@ class GeolocNode(Node):
             if getattr(self.localizer, "resets", 0) != resets_before:
                 self.path.clear()
         self._t_newest = max(self._t_newest, e.t)
+        self._t_input[name] = e.t
         stats.tick(time.monotonic() - t_rx)
         stats.message = "receiving"
         if est is not None:
-            self._publish_estimate(est, t_rx)
+            self.last_estimate = est
         if isinstance(e, ev.ScanEvent):
             self._publish_scan(e)
         self._publish_engine_candidates(e.t)
+        return est
 
     def _publish_estimate(self, est: ev.PoseEstimate, t_rx: float) -> None:
-        fus = self.diag["fusion"]
-        fus.tick(time.monotonic() - t_rx)
-        self.last_estimate = est
+        """Publish the newest estimate of a batch; ``fusion`` latency is receive -> publish of
+        the event that produced it."""
         now = time.monotonic()
         if now - self._last_pub_wall >= self.ncfg.publish_period_s:
+            self.diag["fusion"].tick(now - t_rx)
             self._last_pub_wall = now
             cfg = self.cfg
             self.pub_pose.publish(estimate_to_pose_msg(est, cfg.map_frame))
@@ -361,6 +382,7 @@ class GeolocNode(Node):
         with self._lock:
             self.localizer.reset()
         self._t_newest = -math.inf
+        self._t_input.clear()
         self._stale_run.clear()
         self._old_base_guard = (0.0, 0.0)
         self.path.clear()
@@ -381,11 +403,16 @@ class GeolocNode(Node):
             self._publish_objects()
         q = self.diag["queue"]
         q.values.update({"size": self.pending(), "capacity": self.queue.maxlen,
-                         "high_water": self.queue.high_water, "dropped": self.queue.dropped})
+                         "bulk_capacity": self.queue.bulk_capacity, "high_water": self.queue.high_water,
+                         "dropped": self.queue.dropped, "imu_merged": self.queue.merged})
+        q.values.update({f"dropped.{k}": v for k, v in self.queue.dropped_by_input().items()})
         q.level = DiagnosticStatus.WARN if self.queue.dropped else DiagnosticStatus.OK
-        q.message = f"dropped {self.queue.dropped} under load" if self.queue.dropped else "ok"
+        q.message = (f"dropped {self.queue.dropped} under load" if self.queue.dropped else "ok") + (
+            f"; merged {self.queue.merged} IMU samples to catch up" if self.queue.merged else "")
         for name in INPUTS:
             s = self.diag[name]
+            s.values.update({"queue_dropped": self.queue.dropped_by_input().get(name, 0),
+                             "merged": self.queue.merged_by.get(name, 0)})
             if s.rejected or s.missing:
                 s.level = DiagnosticStatus.WARN
                 s.message = f"{sum(s.rejected.values())} rejected" + "".join(
@@ -465,7 +492,7 @@ class GeolocNode(Node):
             fix = ev.PoseFixEvent(t=t_fix, T_map_base=np.asarray(best.T_map_base, float),
                                   cov6=np.asarray(best.cov6, float), source="initialpose",
                                   frame_id=self.cfg.map_frame, dof="xyyaw")
-            self.queue.put(("initialpose", fix, time.monotonic()))
+            self.queue.put("initialpose", fix, time.monotonic())
             response.message += "; filter re-initialized at #1"
         return response
 

@@ -7,7 +7,10 @@ that the node counts in its diagnostics.
 """
 from __future__ import annotations
 
+import collections
+import copy
 import logging
+import math
 
 import numpy as np
 
@@ -40,7 +43,8 @@ class InputDecoder:
         self.base_frame = base_frame
         self.min_points = min_points
         self.intrinsics: ev.CameraIntrinsics | None = None
-        self._depth: tuple[float, np.ndarray] | None = None
+        self._depths: collections.deque = collections.deque(maxlen=8)   # (stamp s, (H, W) depth m)
+        self._instances: collections.deque = collections.deque(maxlen=8)  # (stamp s, (H, W) int32 ids)
 
     # ---- helpers ----------------------------------------------------------------------------
     def expected_frame(self, role: str) -> str:
@@ -132,11 +136,24 @@ class InputDecoder:
         return self._finish(e)
 
     def gnss(self, msg) -> ev.GnssEvent:
+        """NavSatFix -> GnssEvent. A fix whose status claims a position but whose latitude or
+        longitude is non-finite or out of range is rejected (``nan``, ``out_of_range``); with a
+        no-fix status such coordinates are normal and it becomes a NO_FIX event."""
         self._check_frame("gnss", msg)
+        kw = {"status_encoding": str(self._quirk("gnss", "status_encoding", "navsatfix")),
+              "stamp_offset_s": float(self._quirk("gnss", "stamp_offset_s", 0.0))}
         try:
-            e = self._msgs().navsatfix_to_gnss(
-                msg, status_encoding=str(self._quirk("gnss", "status_encoding", "navsatfix")),
-                stamp_offset_s=float(self._quirk("gnss", "stamp_offset_s", 0.0)))
+            e = self._msgs().navsatfix_to_gnss(msg, **kw)
+            lat, lon = float(msg.latitude), float(msg.longitude)
+            bad = "nan" if not (math.isfinite(lat) and math.isfinite(lon)) else (
+                "out_of_range" if abs(lat) > 90 or abs(lon) > 180 else None)
+            if bad is not None and e.status == ev.FixStatus.NO_FIX:
+                claimed = copy.copy(msg)
+                claimed.latitude, claimed.longitude = 0.0, 0.0
+                if self._msgs().navsatfix_to_gnss(claimed, **kw).status != ev.FixStatus.NO_FIX:
+                    raise RejectedInput(bad, f"GNSS fix status with latitude {lat}, longitude {lon}")
+        except RejectedInput:
+            raise
         except Exception as ex:  # noqa: BLE001
             raise RejectedInput("decode_error", str(ex)) from None
         return self._finish(e)
@@ -182,7 +199,30 @@ class InputDecoder:
         d = np.asarray(d)
         if d.ndim != 2 or d.size == 0:
             raise RejectedInput("malformed", f"depth of shape {d.shape}")
-        self._depth = (stamp_to_s(msg.header.stamp), d.astype(np.float32))
+        self._depths.append((stamp_to_s(msg.header.stamp), d.astype(np.float32)))
+
+    def instance(self, msg) -> None:
+        """camera/instance (16UC1/32SC1 instance ids aligned with the colour image; the
+        simulator's extra, as the offline reader's ``camera_instance`` role)."""
+        try:
+            a = np.asarray(self._msgs().image_to_numpy(msg))
+        except Exception as ex:  # noqa: BLE001
+            raise RejectedInput("decode_error", str(ex)) from None
+        if a.ndim != 2 or a.size == 0:
+            raise RejectedInput("malformed", f"instance image of shape {a.shape}")
+        self._instances.append((stamp_to_s(msg.header.stamp), a.astype(np.int32)))
+
+    def attach_depth(self, img: ev.ImageEvent, max_depth_dt_s: float = 0.05) -> bool:
+        """Give ``img`` the received depth (and instance) image closest in stamp, within
+        ``max_depth_dt_s``; the topics arrive independently, so the node calls this again when
+        it processes the image. True when a depth was attached."""
+        for buf, attr in ((self._instances, "instance"), (self._depths, "depth_m")):
+            if getattr(img, attr) is not None:
+                continue
+            best = min(list(buf), key=lambda d: abs(d[0] - img.t), default=None)
+            if best is not None and abs(best[0] - img.t) <= max_depth_dt_s:
+                setattr(img, attr, best[1])
+        return img.depth_m is not None
 
     def image(self, msg, compressed: bool, max_depth_dt_s: float = 0.05) -> ev.ImageEvent:
         self._check_frame("camera_rgb", msg)
@@ -195,10 +235,8 @@ class InputDecoder:
         if rgb.ndim < 2 or rgb.size == 0:
             raise RejectedInput("empty", "image")
         t = stamp_to_s(msg.header.stamp)
-        depth = None
-        if self._depth is not None and abs(self._depth[0] - t) <= max_depth_dt_s:
-            depth = self._depth[1]
         intr = self.intrinsics or getattr(_spec(self.profile, "camera_rgb"), "intrinsics", None)
-        return self._finish(ev.ImageEvent(t=t, rgb=rgb, depth_m=depth, intrinsics=intr,
-                                          frame_id=msg.header.frame_id,
-                                          T_base_sensor=self.T_base_sensor("camera_rgb")))
+        e = ev.ImageEvent(t=t, rgb=rgb, depth_m=None, intrinsics=intr, frame_id=msg.header.frame_id,
+                          T_base_sensor=self.T_base_sensor("camera_rgb"))
+        self.attach_depth(e, max_depth_dt_s)
+        return self._finish(e)
