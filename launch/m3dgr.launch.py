@@ -6,13 +6,10 @@ With `geoloc play BAG --profile m3dgr` (which publishes on the node's default to
 converts Livox CustomMsg to PointCloud2):
   ros2 launch geoloc_ros m3dgr.launch.py map:=/data/m3dgr_map dataset_topics:=false use_sim_time:=true
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription
-from launch.conditions import IfCondition
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import SetRemap
+from launch.substitutions import PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
+
+from geoloc_ros.nodes.launch_common import dataset_launch_description
 
 # node topic -> M3DGR topic (config/profiles/m3dgr.yaml)
 REMAPS = {
@@ -27,26 +24,5 @@ REMAPS = {
 
 
 def generate_launch_description():
-    pkg = FindPackageShare("geoloc_ros")
-    dataset_topics = IfCondition(LaunchConfiguration("dataset_topics"))
-    remaps = [SetRemap(src=src, dst=dst, condition=dataset_topics) for src, dst in REMAPS.items()]
-    include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([pkg, "launch", "geoloc.launch.py"])),
-        launch_arguments={
-            "map": LaunchConfiguration("map"),
-            "config": PathJoinSubstitution([pkg, "config", "m3dgr.yaml"]),
-            "use_sim_time": LaunchConfiguration("use_sim_time"),
-            "namespace": LaunchConfiguration("namespace"),
-            "rviz": LaunchConfiguration("rviz"),
-            "split": LaunchConfiguration("split"),
-        }.items())
-    return LaunchDescription([
-        DeclareLaunchArgument("map", default_value="", description="map directory"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
-        DeclareLaunchArgument("split", default_value="false", description="multi-process layout"),
-        DeclareLaunchArgument("dataset_topics", default_value="true",
-                              description="remap to the M3DGR topic names ('false' with geoloc play)"),
-        GroupAction([*remaps, include]),
-    ])
+    params = PathJoinSubstitution([FindPackageShare("geoloc_ros"), "config", "m3dgr.yaml"])
+    return dataset_launch_description("M3DGR", params, REMAPS, use_sim_time_default="false")
