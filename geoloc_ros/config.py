@@ -1,7 +1,8 @@
 """Typed parameter sets with documented defaults.
 
 Every engine keeps its parameters in one dataclass in its own package (``bev.config.BevConfig``,
-``objects.config.ObjectsConfig``, ``fusion.config.FusionConfig``); :class:`GeolocConfig` composes
+``objects.config.ObjectsConfig``, ``fusion.config.FusionConfig``, ``odometry.config.OdometryConfig``);
+:class:`GeolocConfig` composes
 them. Each field is declared with :func:`param`, which records its meaning and unit; the same
 names, dotted (``bev.crop_m``), are the ROS parameters of the nodes and the keys of
 ``config/geoloc.yaml`` (a ROS 2 params file: ``/**: ros__parameters: {...}``).
@@ -40,13 +41,14 @@ def _sections():
     from geoloc_ros.bev.config import BevConfig
     from geoloc_ros.fusion.config import FusionConfig
     from geoloc_ros.objects.config import ObjectsConfig
-    return BevConfig, ObjectsConfig, FusionConfig
+    from geoloc_ros.odometry.config import OdometryConfig
+    return BevConfig, ObjectsConfig, FusionConfig, OdometryConfig
 
 
 def _section_field(name: str):
     def make():
-        bev, obj, fus = _sections()
-        return {"bev": bev, "objects": obj, "fusion": fus}[name]()
+        bev, obj, fus, odo = _sections()
+        return {"bev": bev, "objects": obj, "fusion": fus, "odometry": odo}[name]()
     return field(default_factory=make, metadata={"doc": f"{name} engine parameters", "unit": ""})
 
 
@@ -82,6 +84,7 @@ class GeolocConfig:
     bev: Any = _section_field("bev")
     objects: Any = _section_field("objects")
     fusion: Any = _section_field("fusion")
+    odometry: Any = _section_field("odometry")
 
 
 def _is_dataclass_instance(x) -> bool:

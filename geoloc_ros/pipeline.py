@@ -16,6 +16,7 @@ Nothing here imports ROS; ``geoloc_ros.nodes`` and ``geoloc replay`` both drive 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import time
@@ -122,9 +123,12 @@ class Localizer:
         self.filter = FusionFilter(self.cfg.fusion, datum=datum)
         self.bev = None
         self.objects = None
-        self.stats = {"bev": EngineStats(), "objects": EngineStats(), "filter": EngineStats()}
+        self.stats = {"bev": EngineStats(), "objects": EngineStats(), "filter": EngineStats(),
+                      "odometry": EngineStats()}
         if mapdir is not None:
             self._load_engines(mapdir)
+        from geoloc_ros.odometry.lidar import LidarOdometry, odometry_enabled
+        self.lidar_odom = LidarOdometry(self.cfg.odometry) if odometry_enabled(self.cfg.odometry, profile) else None
         self.last_scan: ScanEvent | None = None
         self.last_image: ImageEvent | None = None
         self.last_estimate: PoseEstimate | None = None
@@ -156,6 +160,8 @@ class Localizer:
         self.filter.reset()
         if self.objects is not None and hasattr(self.objects, "reset"):
             self.objects.reset()
+        if self.lidar_odom is not None:
+            self.lidar_odom.reset()
         self._t_last = -np.inf
         self._t_last_bev = -np.inf
         self._pending.clear()
@@ -351,6 +357,8 @@ class Localizer:
 
     def _on_scan(self, scan: ScanEvent) -> None:
         self.last_scan = scan
+        if self.lidar_odom is not None:
+            self._lidar_odometry(scan)
         if self.objects is not None:
             T_odom_base = self._odom_pose()
             if T_odom_base is not None:
@@ -363,6 +371,26 @@ class Localizer:
         if self.bev is not None and scan.t - self._t_last_bev >= self.cfg.bev_period_s:
             self._t_last_bev = scan.t
             self._bev_query(scan)
+
+    def _lidar_odometry(self, scan: ScanEvent) -> None:
+        """LiDAR odometry on the scan; its body velocity goes to the filter (``stats['odometry']``:
+        queries = scans, fixes = velocities, accepted = velocities the filter took)."""
+        st = self.stats["odometry"]
+        res = self._guarded("odometry", lambda: self.lidar_odom.step(scan))
+        if res is None:
+            return
+        st.queries += 1
+        st.add_latency("total", res.info.get("latency_ms", float("nan")))
+        if not res.ok:
+            st.no_fix_reasons[reason_key(res.reason)] += 1
+            return
+        if res.velocity is not None:
+            st.fixes += 1
+            vel = res.velocity
+            if not self.cfg.odometry.use_angular_rate:
+                vel = dataclasses.replace(vel, w_rps=None, cov_w=None)
+            if self.filter.process(vel) is not None:
+                st.accepted += 1
 
     def _on_image(self, img: ImageEvent) -> None:
         self.last_image = img
