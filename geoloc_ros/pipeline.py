@@ -425,8 +425,12 @@ class Localizer:
             return None
 
     def _odom_xyyaw(self) -> np.ndarray | None:
-        """(x, y, yaw) of the filter's continuous wheel odometry, None without wheels."""
-        return self.filter.odom_xyyaw()
+        """(x, y, yaw) of the filter's continuous wheel odometry; without wheels, of the LiDAR
+        odometry when it runs; None without either."""
+        xyyaw = self.filter.odom_xyyaw()
+        if xyyaw is None and self.lidar_odom is not None:
+            xyyaw = self.lidar_odom.odom_xyyaw()
+        return xyyaw
 
     def _confirmed(self, cand: Candidate, t: float) -> bool:
         """A global fix may initialize an unlocalized filter only when ``confirm_fixes`` fixes

@@ -135,6 +135,14 @@ class LidarOdometry:
         self._err_n = 0
         self._restart = False
 
+    def odom_xyyaw(self) -> np.ndarray | None:
+        """(x, y, yaw) (m, m, rad) of the newest pose in the odometry frame, None before the first
+        scan or while the map restarts after a failed registration (the pose then jumps)."""
+        if self.t is None or self._restart:
+            return None
+        T = self.T
+        return np.array([T[0, 3], T[1, 3], np.arctan2(T[1, 0], T[0, 0])])
+
     @property
     def threshold_m(self) -> float:
         """Adaptive correspondence distance: 3 sigma of the prediction errors seen so far (m)."""

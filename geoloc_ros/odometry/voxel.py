@@ -77,9 +77,11 @@ class LocalMap:
         self._tree = None
         return int(len(keys))
 
-    def prune(self, centre: np.ndarray) -> int:
-        """Drop the points farther than ``radius_m`` from ``centre`` (3,); returns how many."""
-        if not len(self.points):
+    def prune(self, centre: np.ndarray, every: int = 10) -> int:
+        """Drop the points farther than ``radius_m`` from ``centre`` (3,), checked at every
+        ``every``-th call (the map only grows by one scan in between); returns how many."""
+        self._prune_calls = getattr(self, "_prune_calls", 0) + 1
+        if not len(self.points) or self._prune_calls % every:
             return 0
         d2 = np.sum((self.points - np.asarray(centre, float)) ** 2, axis=1)
         keep = d2 <= self.radius_m ** 2
