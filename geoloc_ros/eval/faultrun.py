@@ -33,8 +33,8 @@ CHI2_2_3SIGMA = 11.829   # chi-square, 2 dof, 99.73 % (the 3-sigma probability) 
 AFTER_S = 10.0           # the window after a fault in which recovery is judged (s)
 #: kind -> the alarms that count as this fault being detected (regex over alarm names)
 EXPECTED = {
-    "nan_fields": r"NaN|nan|non-finite|unusable scan",
-    "nan_points": r"nan_points_dropped|nan_scans",
+    "nan_fields": r"NaN|nan_scans|non-finite|unusable scan",   # scans, not their points
+    "nan_points": r"nan_scans",
     "empty_cloud": r"unusable scan|empty",
     "tiny_cloud": r"unusable scan|usable points",
     "lidar_dropout": r"scan\.gaps",
