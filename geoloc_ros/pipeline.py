@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import re
 import time
 from collections import Counter, defaultdict
@@ -219,23 +220,33 @@ class Localizer:
         self._scan_gap_open = False
         self._frames: dict[str, list] = {}   # stream -> [frame id, candidate new frame, its run]
         self._t_imu: float | None = None
-        self._g_dir: np.ndarray | None = None   # (3,) low-passed gravity direction in base_link
+        self._g_dir: list | None = None         # [3] low-passed gravity direction in base_link
         self._yaw_gyro = 0.0                    # heading integrated from the gyro about gravity (rad)
         self._rates: dict[str, list] = {}       # stream -> [window start s, messages, usual rate Hz, windows]
 
     def _track_heading(self, imu: ImuEvent) -> None:
         """Integrate the gyro about the (low-passed) gravity direction: the heading change that
-        confirms global fixes where there is no wheel odometry (any tilt, a handheld rig too)."""
-        acc = np.asarray(imu.acc_mps2, float).reshape(-1)
-        gyr = np.asarray(imu.gyr_rps, float).reshape(-1)
-        n = float(np.linalg.norm(acc)) if acc.size == 3 else 0.0
-        if gyr.size != 3 or not (np.isfinite(n) and n > 1.0 and np.all(np.isfinite(gyr))):
+        confirms global fixes where there is no wheel odometry (any tilt, a handheld rig too).
+        Plain floats: this runs for every IMU sample."""
+        try:
+            ax, ay, az = np.asarray(imu.acc_mps2, float).tolist()
+            wx, wy, wz = np.asarray(imu.gyr_rps, float).tolist()
+        except (TypeError, ValueError):
             return
-        g = acc / n
-        self._g_dir = g if self._g_dir is None else self._g_dir + 0.02 * (g - self._g_dir)
+        n = math.sqrt(ax * ax + ay * ay + az * az)
+        if not (math.isfinite(n) and n > 1.0 and math.isfinite(wx + wy + wz)):
+            return
+        g = self._g_dir
+        if g is None:
+            g = self._g_dir = [ax / n, ay / n, az / n]
+        else:
+            g[0] += 0.02 * (ax / n - g[0])
+            g[1] += 0.02 * (ay / n - g[1])
+            g[2] += 0.02 * (az / n - g[2])
         t = float(imu.t)
         if self._t_imu is not None and 0.0 < t - self._t_imu < 1.0:
-            self._yaw_gyro += float(gyr @ self._g_dir) / float(np.linalg.norm(self._g_dir)) * (t - self._t_imu)
+            gn = math.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
+            self._yaw_gyro += (wx * g[0] + wy * g[1] + wz * g[2]) / gn * (t - self._t_imu)
         if self._t_imu is None or t > self._t_imu:
             self._t_imu = t
 
@@ -434,9 +445,9 @@ class Localizer:
 
     def _confirmed(self, cand: Candidate, t: float) -> bool:
         """A global fix may initialize an unlocalized filter only when ``confirm_fixes`` fixes
-        agree, each carried forward by the wheel odometry between them, over at least
-        ``confirm_travel_m`` (a single place-recognition answer in a repetitive street is too
-        easily confidently wrong). Without wheel odometry, fixes agree when their difference is
+        agree, each carried forward by the odometry between them (wheels, else LiDAR odometry),
+        over at least ``confirm_travel_m`` (a single place-recognition answer in a repetitive
+        street is too easily confidently wrong). Without either, fixes agree when their difference is
         within what the robot can have moved (``confirm_max_speed_mps``), their heading change is
         the gyro's (within ``confirm_yaw_rad`` plus :data:`GYRO_BIAS_ALLOWANCE_RPS` per second;
         without IMU, half a radian per second), and they span that travel in the map."""
