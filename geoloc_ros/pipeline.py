@@ -303,8 +303,9 @@ class Localizer:
         """Reject (counted, ``<input>.rejected.wrong frame``) an event in the wrong frame.
 
         IMU, wheel and velocity events are in ``base_frame`` (the converters applied the
-        extrinsics), pose fixes in ``map_frame``. A sensor stream (scan, GNSS, camera) keeps the
-        frame of its first message since the last reset; a message in another frame is rejected
+        extrinsics), pose fixes in ``map_frame``. A sensor stream (scan, GNSS, camera; one per
+        extrinsic, so two LiDARs are two streams) keeps the frame of its first message since the
+        last reset; a message in another frame is rejected
         until :data:`FRAME_RELATCH_MSGS` consecutive ones arrive in that frame (a re-configured
         driver), never silently mixed."""
         got = str(getattr(event, "frame_id", "") or "")
@@ -315,7 +316,9 @@ class Localizer:
             kind, want = "fix", self.cfg.map_frame
         else:
             kind = "scan" if isinstance(event, ScanEvent) else "gnss" if isinstance(event, GnssEvent) else "image"
-            st = self._frames.setdefault(kind, [got, None, 0])
+            T = getattr(event, "T_base_sensor", None)   # a second LiDAR/camera is its own stream
+            key = kind if T is None else kind + np.asarray(T, float).tobytes().hex()
+            st = self._frames.setdefault(key, [got, None, 0])
             want = st[0]
             if got != want:
                 st[2] = st[2] + 1 if st[1] == got else 1

@@ -223,3 +223,15 @@ def test_a_flood_is_counted_against_the_usual_rate():
     drive(loc, 7.0, 10.0)
     assert loc.counters["imu.flood"] == 2 and "10.0x" in loc.reasons["imu"]
     assert loc.counters["wheel.flood"] == 0
+
+
+def test_a_second_lidar_is_its_own_stream_not_a_wrong_frame():
+    loc = Localizer()
+    seen = []
+    loc._on_scan = seen.append
+    pts = np.ones((10, 3))
+    T2 = se3(rot_z(0.0), [0.1, 0.0, -0.1])
+    for k in range(4):
+        loc.process(ScanEvent(0.1 * k, pts, frame_id="livox_frame"))
+        loc.process(ScanEvent(0.1 * k + 0.05, pts, frame_id="avia_frame", T_base_sensor=T2))
+    assert len(seen) == 8 and loc.counters["scan.rejected.wrong frame"] == 0
