@@ -81,6 +81,9 @@ class FusionConfig:
     gnss_offset_window: int = param(5, "global fixes averaged by the consistent-offset (spoof) check", "")
     gnss_offset_m: float = param(4.0, "mean GNSS-minus-fix offset over this: REJECTED (spoof/datum)", "m")
     gnss_offset_hold_s: float = param(30.0, "time an offset verdict holds without new global fixes", "s")
+    gnss_reanchor: bool = param(True, "when a jump/drift hold opens and the filter disagrees with dead reckoning "
+                                "from the window check's reference epoch, its pose is re-anchored there "
+                                "(undoes what a slow drift dragged in before the check fired)")
     degradation_handling: bool = param(True, "run the degradation monitor (off: trust every fix)")
     # ---- pose fixes (BEV, objects, initial pose) --------------------------------------------
     fix_nis_gate: float = param(21.1, "pose-fix NIS over this (chi2 4 dof 99.97%) is rejected once localized", "")

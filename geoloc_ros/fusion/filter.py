@@ -25,6 +25,7 @@ import numpy as np
 
 from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, PoseFixEvent, VelocityEvent,
                                Verdict, WheelEvent)
+from geoloc_ros.fusion.anchor import Anchor, reanchor
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.eskf import BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
 from geoloc_ros.fusion.gnss import Datum, GnssMonitor, WheelSlipDetector
@@ -399,13 +400,23 @@ class FusionFilter:
         nis = kf.innovation(horiz).nis
         odom, dist = self._odom_at(meas.t)
         yaw_mo = np.arctan2(kf.R[1, 0], kf.R[0, 0]) - self._odom[2]
-        yaw_std = float(np.sqrt(max(kf.pose_cov6()[5, 5], 0.0)))
+        cov6 = kf.pose_cov6()
+        yaw_std = float(np.sqrt(max(cov6[5, 5], 0.0)))
+        anchor = Anchor(meas.t, kf.p.copy(), float(np.arctan2(kf.R[1, 0], kf.R[0, 0])),
+                        cov6[np.ix_([0, 1, 5], [0, 1, 5])], odom.copy(), dist)
         a = self.monitor.assess(meas.t, meas.z, meas.cov, nis, odom[:2], dist, rot_z(yaw_mo)[:2, :2],
-                                meas.var_h_reported, yaw_std)
+                                meas.var_h_reported, yaw_std, anchor)
         if not self.cfg.degradation_handling:
             self.counters["gnss.verdict.OK"] += 1
             self.monitor.last = type(a)(Verdict.OK, "degradation handling off", 1.0, a.checks)
             return True
+        if a.anchor is not None and self.cfg.gnss_reanchor:
+            # a jump/drift hold opens: undo what the filter absorbed since the reference epoch
+            done, m2 = reanchor(kf, a.anchor, odom, dist, self.cfg)
+            if done:
+                self.counters["gnss.reanchored"] += 1
+                self.reasons["gnss_reanchor"] = (f"pose re-anchored on dead reckoning from t={a.anchor.t:.1f} "
+                                                 f"(Mahalanobis^2 {m2:.1f}): {a.reason}")
         self.counters[f"gnss.verdict.{a.verdict.value}"] += 1
         self.last_gnss_assessment = a
         if a.verdict == Verdict.REJECTED and a.reason.startswith("NIS"):

@@ -136,6 +136,9 @@ class GnssAssessment:
     reason: str = ""
     noise_scale: float = 1.0
     checks: dict = field(default_factory=dict)
+    #: on the epoch that opens a jump/drift hold: the ``anchor`` the caller stored with the
+    #: window check's reference epoch (the last accepted epoch before the mismatch), else None
+    anchor: object = None
 
 
 class GnssMonitor:
@@ -168,6 +171,7 @@ class GnssMonitor:
         self.offsets: deque = deque(maxlen=max(1, int(self.cfg.gnss_offset_window)))
         self.offset_flag_t = None
         self.offset_vec = np.zeros(2)
+        self._fired_ref = None
 
     # ---- status ---------------------------------------------------------------------------
     def current(self, t_now: float) -> GnssAssessment:
@@ -214,14 +218,16 @@ class GnssMonitor:
     # ---- one epoch ------------------------------------------------------------------------
     def assess(self, t: float, z_map, cov_map, nis: float, odom_xy, odom_dist_m: float,
                R_map_odom_2d, var_h_reported: float | None = None,
-               yaw_std_rad: float = 0.0) -> GnssAssessment:
+               yaw_std_rad: float = 0.0, anchor=None) -> GnssAssessment:
         """Verdict of one GNSS epoch.
 
         z_map (3,) antenna position in the map frame (m), cov_map (3, 3) reported covariance (m^2),
         nis: the filter's horizontal normalized innovation squared, odom_xy (2,) the dead-reckoned
         position (odom frame, m) at ``t``, odom_dist_m the odom path length so far,
         R_map_odom_2d (2, 2) the current map<-odom rotation, var_h_reported the receiver's own
-        horizontal variance (m^2, default: from cov_map), yaw_std_rad the filter's yaw std.
+        horizontal variance (m^2, default: from cov_map), yaw_std_rad the filter's yaw std,
+        anchor: anything the caller wants back (as ``GnssAssessment.anchor``) when a later epoch
+        opens a jump/drift hold against this one as the window reference.
         """
         cfg = self.cfg
         if self.last_msg_t is not None and t - self.last_msg_t > cfg.gnss_outage_grace_s:
@@ -234,11 +240,12 @@ class GnssMonitor:
         var_rep = var_h if var_h_reported is None else float(var_h_reported)
         checks = {"nis": nis, "var_h_m2": var_rep}
         self.epochs.append([t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m),
-                            np.asarray(R_map_odom_2d, float).copy(), False])
+                            np.asarray(R_map_odom_2d, float).copy(), False, anchor])
         while self.epochs and self.epochs[0][0] < t - max(2.5 * cfg.gnss_window_s, 1.5 * cfg.gnss_drift_window_s, cfg.gnss_fit_s):
             self.epochs.popleft()
 
         var_win = var_rep * cfg.gnss_window_cov_scale
+        self._fired_ref = None
         jump = (self._window_check(t, var_win, R_map_odom_2d, yaw_std_rad, checks, cfg.gnss_window_s,
                                    cfg.gnss_jump_m)
                 or self._window_check(t, var_win, R_map_odom_2d, yaw_std_rad, checks,
@@ -252,8 +259,10 @@ class GnssMonitor:
             a = GnssAssessment(Verdict.REJECTED, f"reported covariance {var_rep:.1f} m^2 over "
                                f"{cfg.gnss_cov_reject_m2:g}", 0.0, checks)
         elif jump:
+            opened = not self.hold
             self.hold, self.hold_reason, self.good_streak = True, jump, 0
-            a = GnssAssessment(Verdict.REJECTED, jump, 0.0, checks)
+            a = GnssAssessment(Verdict.REJECTED, jump, 0.0, checks,
+                               self._fired_ref[6] if opened and self._fired_ref is not None else None)
         elif self.offset_flag_t is not None and t - self.offset_flag_t < cfg.gnss_offset_hold_s:
             a = GnssAssessment(Verdict.REJECTED, "consistent offset "
                                f"{np.linalg.norm(self.offset_vec):.1f} m vs global fixes "
@@ -338,6 +347,7 @@ class GnssMonitor:
         checks[f"window{W:.0f}_sigma_m"] = sigma
         thr = max(floor_m, cfg.gnss_jump_sigma * sigma)
         if mism > thr:
+            self._fired_ref = ref
             return (f"jump/drift: {mism:.1f} m mismatch vs dead reckoning over "
                     f"{t - ref[0]:.0f} s (> {thr:.1f} m)")
         return ""

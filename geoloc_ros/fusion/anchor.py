@@ -1,0 +1,82 @@
+"""Undo what a jump/drift absorbed before the window check caught it: re-anchor the filter's
+pose on dead reckoning from the window check's reference epoch.
+
+A slow GNSS drift (or the first epochs of a jump) passes the per-epoch NIS gate: the filter
+follows it for seconds, mostly by turning its heading (a lateral drift of 0.4 m/s at 3 m/s looks
+like a 7.6 deg heading error), and stays confident. When the jump/drift window check finally
+fires, its reference epoch is the last accepted epoch before the mismatch built up; the filter's
+pose stored with that epoch, carried to now by the odom-frame increment (wheel speed + gyro yaw
+rate, no GNSS), is the pose the filter would have without the bad GNSS. When the filter's current
+pose is inconsistent with it (chi-square on x, y, yaw), the pose is replaced by the dead-reckoned
+one with its honest, grown covariance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from geoloc_ros.geometry import rot_z, wrap_angle
+
+__all__ = ["Anchor", "reanchor"]
+
+CHI2_3_95 = 7.815    # chi-square, 3 dof, 95 %
+
+
+@dataclass
+class Anchor:
+    """The filter at one GNSS epoch: stamp (s), base position (3,) m, yaw (rad), (3, 3) covariance
+    of (x, y, yaw), odom-frame pose (x, y, yaw) and odom path length (m) at the same stamp."""
+    t: float
+    p: np.ndarray
+    yaw: float
+    cov_xyyaw: np.ndarray
+    odom: np.ndarray
+    dist_m: float
+
+
+def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, cfg, gate: float = CHI2_3_95):
+    """Replace the pose of ``kf`` (an ErrorStateKF at the current stamp) by the dead-reckoned pose
+    from ``anchor`` when the two disagree beyond ``gate``; return (replaced, Mahalanobis^2, m).
+
+    Dead-reckoned pose: anchor position + map<-odom rotation at the anchor applied to the odom
+    displacement since; yaw: anchor yaw + odom yaw change. Its covariance: the anchor's plus the
+    window check's dead-reckoning error model (``gnss_window_odom_rel`` per metre along the path,
+    heading std times distance across it) and the gyro's yaw random walk over the elapsed time.
+    """
+    odom_now = np.asarray(odom_now, float)
+    d_odom = odom_now[:2] - anchor.odom[:2]
+    R2 = rot_z(anchor.yaw - anchor.odom[2])[:2, :2]
+    p_dr = anchor.p[:2] + R2 @ d_odom
+    yaw_dr = wrap_angle(anchor.yaw + wrap_angle(odom_now[2] - anchor.odom[2]))
+    dist = max(float(dist_now_m - anchor.dist_m), 0.0)
+    dt = max(float(kf.t - anchor.t), 0.0)
+    yaw_var0 = float(anchor.cov_xyyaw[2, 2])
+    var_yaw = yaw_var0 + cfg.gyr_noise ** 2 * dt + float(kf.P[14, 14]) * dt * dt
+    yaw_sd = np.sqrt(max(yaw_var0, cfg.gnss_window_yaw_std_rad ** 2))
+    var_pos = (cfg.gnss_window_odom_rel * dist) ** 2 + (yaw_sd * dist) ** 2
+    C_dr = np.array(anchor.cov_xyyaw, float).copy()
+    C_dr[:2, :2] += np.eye(2) * var_pos
+    C_dr[2, 2] = var_yaw
+    yaw_now = float(np.arctan2(kf.R[1, 0], kf.R[0, 0]))
+    e = np.array([kf.p[0] - p_dr[0], kf.p[1] - p_dr[1], wrap_angle(yaw_now - yaw_dr)])
+    C_now = kf.pose_cov6()[np.ix_([0, 1, 5], [0, 1, 5])]
+    try:
+        m2 = float(e @ np.linalg.solve(C_now + C_dr, e))
+    except np.linalg.LinAlgError:
+        m2 = float("inf")
+    if m2 <= gate:
+        return False, m2
+    Rz = rot_z(-e[2])
+    kf.R = Rz @ kf.R
+    kf.v = Rz @ kf.v
+    kf.p[:2] = p_dr
+    # the pose's correlations with the rest were built by the bad GNSS: dropped
+    P = kf.P
+    for i in (0, 1, 8):
+        P[i, :] = 0.0
+        P[:, i] = 0.0
+    P[0:2, 0:2] = C_dr[:2, :2]
+    P[8, 8] = C_dr[2, 2]
+    P[3:6, 3:6] += np.eye(3) * float(kf.v @ kf.v) * C_dr[2, 2]   # the velocity turned with the yaw
+    return True, m2
