@@ -10,7 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
-AREAS = ("io", "bev", "objects", "fusion", "nodes", "faults")
+AREAS = ("io", "bev", "objects", "fusion", "nodes", "faults", "odometry")
 
 
 def _bench_root() -> Path:

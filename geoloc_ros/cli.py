@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="run benchmarks, print tables, write bench_out/<area>.json")
     s.add_argument("area", nargs="?", default="all",
-                   choices=["all", "io", "bev", "objects", "fusion", "nodes", "faults"])
+                   choices=["all", "io", "bev", "objects", "fusion", "nodes", "faults", "odometry"])
     s.add_argument("--out", default="bench_out")
     s.add_argument("--quick", action="store_true", help="smaller runs")
     s.set_defaults(func=_cmd_bench)

@@ -38,8 +38,8 @@ class OdometryConfig:
     # ---- covariance --------------------------------------------------------------------------
     cov_inflation: float = param(3.0, "inflation of the point-to-plane least-squares pose covariance "
                                  "(correlated residuals of neighbouring points; checked against ground "
-                                 "truth in test_odometry_lidar)", "")
-    min_trans_std_m: float = param(0.01, "floor of the per-scan registration std per axis", "m")
+                                 "truth in bench/odometry.py: velocity NEES)", "")
+    min_trans_std_m: float = param(0.005, "floor of the per-scan registration std per axis", "m")
     min_rot_std_rad: float = param(0.001, "floor of the per-scan registration rotation std per axis", "rad")
     degenerate_ratio: float = param(0.01, "a translation direction whose point-to-plane information is below this "
                                     "fraction of the best-constrained one is degenerate (corridor, open field)", "")

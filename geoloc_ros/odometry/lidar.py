@@ -181,6 +181,7 @@ class LidarOdometry:
         # start would feed a twist error back into the next pose (a marginally stable loop)
         t_off = 0.5 * float(pdt.min() + pdt.max()) if pdt is not None else 0.0
         t_pose = t + t_off
+        info["t_offset_s"] = t_off
         dt = None if self.t is None else t_pose - self.t
         if dt is not None and dt <= 0:
             return self._fail(t, f"sweep middle not after the last one ({dt:+.3f} s)", info)
