@@ -136,7 +136,7 @@ def test_bad_input_gives_no_update_with_a_counted_reason_and_recovers(kitti_run)
            ScanEvent(0.04, scans[1][:20]),
            ScanEvent(0.05, np.ones((10, 2), np.float32)),
            ScanEvent(float("nan"), scans[1]),
-           ScanEvent(0.045, scans[1])]   # older than the last scan seen (0.05)
+           ScanEvent(-0.01, scans[1])]   # older than the last usable scan (0.0)
     for ev in bad:
         r = odo.step(ev)
         assert not r.ok and r.velocity is None and r.reason, r
@@ -167,3 +167,23 @@ def test_auto_enables_odometry_without_wheels_only():
     assert not odometry_enabled(OdometryConfig(enable="off"), load_profile("oxford_spires"))
     with pytest.raises(ValueError, match="odometry.enable"):
         odometry_enabled(OdometryConfig(enable="maybe"))
+
+
+def test_localizer_counts_unusable_scans_and_keeps_going(kitti_run):
+    from geoloc_ros.config import GeolocConfig
+    from geoloc_ros.events import ImuEvent
+    from geoloc_ros.pipeline import Localizer
+    scans, _ = kitti_run
+    cfg = GeolocConfig(profile="oxford_spires")
+    cfg.odometry.max_range_m = 80.0
+    loc = Localizer(cfg)
+    assert loc.lidar_odom is not None
+    loc.process(ImuEvent(0.0, np.array([0.0, 0.0, 9.81]), np.zeros(3)))
+    for ev in (ScanEvent(0.01, np.zeros((0, 3), np.float32)), ScanEvent(0.02, np.full((500, 3), np.nan, np.float32)),
+               ScanEvent(0.05, scans[0]), ScanEvent(0.15, scans[1])):
+        loc.process(ev)
+    st = loc.stats["odometry"]
+    assert st.queries == 4 and st.fixes == 1, (st.queries, st.fixes, dict(st.no_fix_reasons))
+    assert sum(st.no_fix_reasons.values()) == 2, dict(st.no_fix_reasons)
+    xyyaw = loc.lidar_odom.odom_xyyaw()
+    assert 0.6 < xyyaw[0] < 0.8

@@ -172,11 +172,11 @@ class LidarOdometry:
             return self._fail(t, "non-finite stamp", info)
         if self._t_scan is not None and t <= self._t_scan:
             return self._fail(t, f"stamp not after the last scan ({t - self._t_scan:+.3f} s)", info)
-        self._t_scan = t
         try:
             pts, pdt = scan_points_base(scan, c)
         except OdometryInputError as e:
             return self._fail(t, str(e), info)
+        self._t_scan = t        # only a usable scan moves the clock (a garbage stamp cannot block)
         # the pose refers to the middle of the sweep (KISS-ICP's choice): deskewing towards the
         # start would feed a twist error back into the next pose (a marginally stable loop)
         t_off = 0.5 * float(pdt.min() + pdt.max()) if pdt is not None else 0.0
@@ -198,7 +198,7 @@ class LidarOdometry:
             restarted = self._restart
             self.map.clear()
             self.map.add(frame @ self.T[:3, :3].T + self.T[:3, 3])
-            self.t, self.twist, self._restart = t_pose, np.zeros(6), False
+            self.t, self.twist, self._restart, self.cov_last = t_pose, np.zeros(6), False, None
             self.counters["map_starts"] += 1
             info["latency_ms"] = 1e3 * (time.perf_counter() - t0)
             return OdometryResult(t, True, self.T.copy(), None, None,
@@ -230,7 +230,7 @@ class LidarOdometry:
         if corr_m > c.max_correction_m:
             return self._fail(t, f"registration failed: {corr_m:.2f} m from the prediction "
                                  f"(max {c.max_correction_m:g} m)", info, restart=True)
-        if model_err > c.min_motion_m:
+        if model_err > c.min_motion_m and not gap:   # after a gap the prediction is knowingly poor
             self._err_sum += model_err ** 2
             self._err_n += 1
         cov, cinfo = plane_covariance(res, c.cov_inflation, c.min_trans_std_m, c.min_rot_std_rad,
