@@ -51,9 +51,6 @@ def wait(pred, timeout_s):
     return pred()
 
 
-@pytest.mark.xfail(strict=False, reason="open: since global fixes need 3 agreeing answers before they "
-                   "initialize the filter, the node's estimate on this played run diverges (GNSS through the "
-                   "node does not hold it); the same kind of bag replayed offline localizes (test_e2e_replay)")
 def test_node_localizes_a_played_run_on_its_map(sim):
     from geoloc_ros.io.tum import read_tum
     from geoloc_ros.nodes.geoloc import GeolocNode

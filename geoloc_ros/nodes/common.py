@@ -41,8 +41,11 @@ __all__ = [
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
                         reliability=ReliabilityPolicy.BEST_EFFORT,
                         durability=DurabilityPolicy.VOLATILE)
-# High-rate small messages (IMU, wheel, GNSS): deeper, so an executor stall does not drop them.
-SENSOR_QOS_DEEP = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=400,
+# High-rate small messages (IMU, wheel, GNSS): deeper, so that an executor stall of 1 s does
+# not drop 200 Hz IMU samples; not deeper, because a flood waits in this queue before the
+# callback: the depth over the executor's take rate bounds that wait (beyond it the oldest are
+# overwritten, reported as stamp gaps, ``missing``).
+SENSOR_QOS_DEEP = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200,
                              reliability=ReliabilityPolicy.BEST_EFFORT,
                              durability=DurabilityPolicy.VOLATILE)
 # Large messages (clouds, images): shallow, the newest matter.

@@ -59,30 +59,32 @@ def msg_to_pose(p: Pose) -> np.ndarray:
     return se3(quat_to_matrix(q), [p.position.x, p.position.y, p.position.z])
 
 
-def _cov36(cov6: np.ndarray | None) -> list[float]:
+def _cov36(cov6: np.ndarray | None) -> np.ndarray:
+    """(36,) float64, row-major (a numpy array: rclpy takes it without a per-element check)."""
     if cov6 is None:
-        return [0.0] * 36
-    c = np.asarray(cov6, float).reshape(6, 6)
-    return [float(v) for v in c.reshape(-1)]
+        return np.zeros(36)
+    return np.ascontiguousarray(np.asarray(cov6, dtype=np.float64).reshape(36))
 
 
-def estimate_to_pose_msg(est: ev.PoseEstimate, frame_id: str) -> PoseWithCovarianceStamped:
-    """PoseEstimate -> PoseWithCovarianceStamped in ``frame_id`` (the map frame)."""
+def estimate_to_pose_msg(est: ev.PoseEstimate, frame_id: str, pose: Pose | None = None) -> PoseWithCovarianceStamped:
+    """PoseEstimate -> PoseWithCovarianceStamped in ``frame_id`` (the map frame); ``pose``: the
+    estimate's Pose message when already built (the quaternion is the costly part)."""
     m = PoseWithCovarianceStamped()
     m.header.stamp = s_to_stamp(est.t)
     m.header.frame_id = frame_id
-    m.pose.pose = pose_to_msg(est.T_map_base)
+    m.pose.pose = pose if pose is not None else pose_to_msg(est.T_map_base)
     m.pose.covariance = _cov36(est.cov6)
     return m
 
 
-def estimate_to_odometry(est: ev.PoseEstimate, frame_id: str, child_frame_id: str) -> Odometry:
+def estimate_to_odometry(est: ev.PoseEstimate, frame_id: str, child_frame_id: str,
+                         pose: Pose | None = None) -> Odometry:
     """PoseEstimate -> Odometry (pose in ``frame_id``, twist in ``child_frame_id``: body v, w)."""
     m = Odometry()
     m.header.stamp = s_to_stamp(est.t)
     m.header.frame_id = frame_id
     m.child_frame_id = child_frame_id
-    m.pose.pose = pose_to_msg(est.T_map_base)
+    m.pose.pose = pose if pose is not None else pose_to_msg(est.T_map_base)
     m.pose.covariance = _cov36(est.cov6)
     tw = np.asarray(est.twist if est.twist is not None else np.zeros(6), float).reshape(6)
     m.twist.twist.linear.x, m.twist.twist.linear.y, m.twist.twist.linear.z = (float(v) for v in tw[:3])

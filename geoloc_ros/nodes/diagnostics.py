@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from geoloc_ros.nodes.convert import s_to_stamp
 
-__all__ = ["ComponentStats", "Diagnostics"]
+__all__ = ["ComponentStats", "Diagnostics", "update_fusion_status"]
 
 
 class ComponentStats:
@@ -54,7 +54,7 @@ class ComponentStats:
             if len(self._periods) >= 16:
                 # the stream's period: the smallest recent spacing (when most messages are
                 # lost, the back-to-back survivors still show the true period)
-                period = float(np.min(self._periods))
+                period = min(self._periods)
                 if period > 0 and 1.5 * period < dt < 10.0:
                     lost = int(round(dt / period)) - 1
                     self.missing += lost
@@ -124,3 +124,31 @@ class Diagnostics:
         return arr
 
 
+_VERDICT_LEVEL = {"OK": DiagnosticStatus.OK, "DEGRADED": DiagnosticStatus.WARN,
+                  "REJECTED": DiagnosticStatus.WARN, "DENIED": DiagnosticStatus.ERROR}
+
+
+def update_fusion_status(fus: ComponentStats, gn: ComponentStats, est, resets: int) -> None:
+    """The filter's and the GNSS monitor's statuses from the newest estimate (mode, sigmas,
+    counters; GNSS verdict and reason)."""
+    fus.values["resets"] = resets
+    if est is None:
+        fus.level, fus.message = DiagnosticStatus.WARN, "no estimate yet"
+    else:
+        sig = np.sqrt(np.clip(np.diag(np.asarray(est.cov6, float)), 0, None))
+        fus.level = DiagnosticStatus.OK if est.mode == "localized" else DiagnosticStatus.WARN
+        fus.message = est.mode
+        fus.values.update({"mode": est.mode, "sigma_x_m": round(float(sig[0]), 3),
+                           "sigma_y_m": round(float(sig[1]), 3),
+                           "sigma_yaw_deg": round(math.degrees(float(sig[5])), 2),
+                           "wheel_slip": est.wheel_slip})
+        for k, v in (est.counters or {}).items():
+            fus.values[f"counter.{k}"] = v
+        v = est.gnss_verdict
+        if v is None:
+            gn.level, gn.message = DiagnosticStatus.WARN, "no GNSS verdict yet"
+        else:
+            vs = v.value if hasattr(v, "value") else str(v)
+            gn.level = _VERDICT_LEVEL.get(vs, DiagnosticStatus.WARN)
+            gn.message = f"{vs}: {est.gnss_reason}" if est.gnss_reason else vs
+            gn.values.update({"verdict": vs, "reason": est.gnss_reason})

@@ -44,7 +44,8 @@ from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, SENSOR_QOS_BULK, SE
                                      Diagnostics, PathBuilder, T_odom_base_of,
                                      TfBroadcaster, candidates_to_pose_array, estimate_to_odometry,
                                      estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
-                                     object_map_markers)
+                                     object_map_markers, pose_to_msg)
+from geoloc_ros.nodes.diagnostics import update_fusion_status
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
 from geoloc_ros.nodes.runtime import load_map_and_profile, spin_node, summarize_candidates
 from geoloc_ros.nodes.scheduler import InputQueues
@@ -73,8 +74,6 @@ FIX_TOPICS = {"bev": "geoloc/bev_fix", "objects": "geoloc/object_fix"}
 # inputs from other nodes / RViz: best effort matches reliable and best-effort publishers alike
 FIX_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 SERVICES = {"geoloc/global_localize": "std_srvs/srv/Trigger", "geoloc/reset": "std_srvs/srv/Trigger"}
-_VERDICT_LEVEL = {"OK": DiagnosticStatus.OK, "DEGRADED": DiagnosticStatus.WARN,
-                  "REJECTED": DiagnosticStatus.WARN, "DENIED": DiagnosticStatus.ERROR}
 
 
 class GeolocNode(Node):
@@ -331,8 +330,9 @@ class GeolocNode(Node):
             self.diag["fusion"].tick(now - t_rx)
             self._last_pub_wall = now
             cfg = self.cfg
-            self.pub_pose.publish(estimate_to_pose_msg(est, cfg.map_frame))
-            self.pub_odom.publish(estimate_to_odometry(est, cfg.map_frame, cfg.base_frame))
+            pose = pose_to_msg(est.T_map_base)      # once for both messages
+            self.pub_pose.publish(estimate_to_pose_msg(est, cfg.map_frame, pose))
+            self.pub_odom.publish(estimate_to_odometry(est, cfg.map_frame, cfg.base_frame, pose))
             if est.T_map_odom is not None and cfg.odom_frame:
                 self.tf.send(np.asarray(est.T_map_odom, float), cfg.map_frame, cfg.odom_frame, est.t)
                 T_ob = T_odom_base_of(est)
@@ -446,29 +446,7 @@ class GeolocNode(Node):
                 d.values[f"no_fix.{k}"] = v
             d.level = DiagnosticStatus.OK
             d.message = f"{st.accepted}/{st.queries} fixes accepted"
-        est = self.last_estimate
-        fus, gn = self.diag["fusion"], self.diag["gnss"]
-        fus.values["resets"] = self.resets + 0
-        if est is None:
-            fus.level, fus.message = DiagnosticStatus.WARN, "no estimate yet"
-        else:
-            sig = np.sqrt(np.clip(np.diag(np.asarray(est.cov6, float)), 0, None))
-            fus.level = DiagnosticStatus.OK if est.mode == "localized" else DiagnosticStatus.WARN
-            fus.message = est.mode
-            fus.values.update({"mode": est.mode, "sigma_x_m": round(float(sig[0]), 3),
-                               "sigma_y_m": round(float(sig[1]), 3),
-                               "sigma_yaw_deg": round(math.degrees(float(sig[5])), 2),
-                               "wheel_slip": est.wheel_slip})
-            for k, v in (est.counters or {}).items():
-                fus.values[f"counter.{k}"] = v
-            v = est.gnss_verdict
-            if v is None:
-                gn.level, gn.message = DiagnosticStatus.WARN, "no GNSS verdict yet"
-            else:
-                vs = v.value if hasattr(v, "value") else str(v)
-                gn.level = _VERDICT_LEVEL.get(vs, DiagnosticStatus.WARN)
-                gn.message = f"{vs}: {est.gnss_reason}" if est.gnss_reason else vs
-                gn.values.update({"verdict": vs, "reason": est.gnss_reason})
+        update_fusion_status(self.diag["fusion"], self.diag["gnss"], self.last_estimate, self.resets)
 
     # ---- services ---------------------------------------------------------------------------
     def _srv_global(self, request, response):
