@@ -124,8 +124,10 @@ class GnssPvtMerger:
     ``wait_s`` of record time passes) and published with ``diag(h^2/2, h^2/2, v^2)``, the
     covariance :mod:`geoloc_ros.io.assemble` gives the offline reader."""
 
-    def __init__(self, stamp_offset_s: float, leap_s: float, tol_s: float = 0.15, wait_s: float = 0.3):
+    def __init__(self, stamp_offset_s: float, leap_s: float, tol_s: float = 0.1, wait_s: float = 0.3,
+                 same_epoch_s: float = 0.02):
         self.stamp_offset_s, self.leap_s, self.tol_s, self.wait_s = stamp_offset_s, leap_s, tol_s, wait_s
+        self.same_epoch_s = same_epoch_s   # a PVT this close is the fix's own epoch: no need to wait
         self.pending: list = []      # (t_fix_utc, t_record, msg)
         self.pvt: list = []          # (t_utc, h_acc_m, v_acc_m)
         self.merged = self.unmatched = 0
@@ -140,17 +142,21 @@ class GnssPvtMerger:
         self.pvt = [p for p in self.pvt if p[0] > d["t"] - 5.0] + [(d["t"], d["h_acc_m"], d["v_acc_m"])]
 
     def ready(self, t_rec: float, flush: bool = False) -> list:
-        """Fixes to publish now (covariance filled where their PVT is known)."""
+        """Fixes to publish now (covariance filled where their PVT is known). A fix waits for the
+        PVT of its own epoch; only when that has not come within ``wait_s`` does the nearest
+        within ``tol_s`` do (as the offline reader's nearest match)."""
         out, keep = [], []
         for t_fix, t_in, msg in self.pending:
             best = min(self.pvt, key=lambda p: abs(p[0] - t_fix), default=None)
-            if best is not None and abs(best[0] - t_fix) <= self.tol_s and best[1] > 0 and best[2] > 0:
+            waited = flush or t_rec - t_in > self.wait_s
+            near = best is not None and abs(best[0] - t_fix) <= (self.tol_s if waited else self.same_epoch_s)
+            if near and best[1] > 0 and best[2] > 0:
                 h2 = best[1] ** 2 / 2.0
                 msg.position_covariance = [h2, 0.0, 0.0, 0.0, h2, 0.0, 0.0, 0.0, best[2] ** 2]
                 msg.position_covariance_type = 2  # COVARIANCE_TYPE_DIAGONAL_KNOWN
                 self.merged += 1
                 out.append(msg)
-            elif flush or t_rec - t_in > self.wait_s:
+            elif waited:
                 self.unmatched += 1
                 out.append(msg)
             else:

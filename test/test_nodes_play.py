@@ -180,3 +180,36 @@ def test_play_loop_starts_over_and_the_node_resets(tmp_path):
         assert wait(lambda: rig.node.resets >= 1, 10.0), dict(rig.node.diag["imu"].rejected)
     finally:
         rig.close()
+
+
+def test_gnss_fix_waits_for_the_pvt_of_its_own_epoch():
+    """M3DGR: each NavSatFix gets the accuracy of the receiver PVT of ITS epoch, not that of the
+    previous one that happens to have arrived already (10 Hz: 0.1 s apart)."""
+    from types import SimpleNamespace
+
+    from sensor_msgs.msg import NavSatFix
+
+    from geoloc_ros.msgs import gps_week_tow_to_unix
+    from geoloc_ros.nodes.common import s_to_stamp
+    from geoloc_ros.play import GnssPvtMerger
+    week, tow0 = 2300, 100000.0
+    t0 = gps_week_tow_to_unix(week, tow0, 18)
+
+    def pvt(dt, h):
+        return SimpleNamespace(time=SimpleNamespace(week=week, tow=tow0 + dt), fix_type=3, carr_soln=0, num_sv=12,
+                               h_acc=h, v_acc=2 * h, p_dop=1.0, latitude=31.0, longitude=121.0, altitude=10.0)
+
+    def fix(dt):
+        m = NavSatFix()
+        m.header.stamp = s_to_stamp(t0 + dt + 18.0)     # GPS time on the wire
+        return m
+    mg = GnssPvtMerger(stamp_offset_s=-18.0, leap_s=18)
+    mg.add_pvt(pvt(0.0, 0.5))
+    assert len(mg.ready(0.0)) == 0                      # no fix yet
+    mg.add_fix(fix(0.1), 0.1)                           # the fix of epoch 0.1 before its PVT
+    assert mg.ready(0.1) == [], "matched the previous epoch's PVT"
+    mg.add_pvt(pvt(0.1, 1.0))
+    out = mg.ready(0.12)
+    assert len(out) == 1 and out[0].position_covariance[0] == pytest.approx(0.5)   # h^2 / 2 of ITS PVT
+    mg.add_fix(fix(0.18), 0.2)                          # its PVT never comes: nearest after wait_s
+    assert mg.ready(0.25) == [] and len(mg.ready(0.6)) == 1 and mg.unmatched == 0
