@@ -192,6 +192,8 @@ def node_rows(quick: bool) -> dict:
         # flood: 10x nominal IMU rate for 2 s (paced), nothing else changes
         q = node.queue
         drops0 = q.dropped
+        imu_st = node.diag["imu"]
+        rx0, merged0, miss0 = imu_st.received, q.merged_by.get("imu", 0), imu_st.missing
         flood_hz = 10 * nominal_hz
         spans["flood"][0] = round(t + 0.5 / flood_hz, 4)
         n_flood = int(flood_hz * (1.0 if quick else 2.0))
@@ -218,6 +220,12 @@ def node_rows(quick: bool) -> dict:
         out["flood.queue_high_water"] = int(q.high_water)
         out["flood.queue_capacity"] = int(q.maxlen)
         out["flood.dropped"] = int(q.dropped - drops0)
+        # what the node reports of the flood: received by its callback, merged to catch up (not
+        # dropped), lost before the callback (stamp gaps), received but not counted anywhere
+        out["flood.imu_received"] = int(imu_st.received - rx0)
+        out["flood.imu_merged"] = int(q.merged_by.get("imu", 0) - merged0)
+        out["flood.imu_missing"] = int(imu_st.missing - miss0)
+        out["flood.unaccounted"] = int(node.unaccounted("imu"))
         out["flood.drained"] = bool(drained)
         out["node.alive"] = bool(th.is_alive() and node._worker.is_alive())
         out["node.pipeline_errors"] = int(sum(node.diag[k].rejected.get("pipeline_error", 0) for k in

@@ -30,3 +30,7 @@ def test_flood_keeps_the_queue_bounded_and_drains(node):
     assert node["flood.drained"], "the queue did not drain after the flood"
     assert node["flood.queue_high_water"] <= node["flood.queue_capacity"]
     assert node["flood.poses"] > 0, "no geoloc/pose during the flood"
+    # IMU is never dropped by the node: what it could not process in time it merged; every
+    # received message is counted (processed, rejected, dropped or merged)
+    assert node["flood.imu_received"] > 0 and node["flood.dropped"] == 0
+    assert node["flood.unaccounted"] == 0
