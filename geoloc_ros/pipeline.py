@@ -124,12 +124,13 @@ class Localizer:
         self.filter = FusionFilter(self.cfg.fusion, datum=datum)
         self.bev = None
         self.objects = None
-        self.stats = {"bev": EngineStats(), "objects": EngineStats(), "filter": EngineStats(),
-                      "odometry": EngineStats()}
+        self.stats = {"bev": EngineStats(), "objects": EngineStats(), "filter": EngineStats()}
         if mapdir is not None:
             self._load_engines(mapdir)
         from geoloc_ros.odometry.lidar import LidarOdometry, odometry_enabled
         self.lidar_odom = LidarOdometry(self.cfg.odometry) if odometry_enabled(self.cfg.odometry, profile) else None
+        if self.lidar_odom is not None:
+            self.stats["odometry"] = EngineStats()
         self.last_scan: ScanEvent | None = None
         self.last_image: ImageEvent | None = None
         self.last_estimate: PoseEstimate | None = None
