@@ -336,6 +336,9 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
             metrics[k if k.startswith(("flood.", "node.", "nominal.")) else f"node.{k}"] = float(v)
     metrics.setdefault("flood.latency_ms.p95", float("nan"))
     print(f"\nnot recovered within {AFTER_S:.0f} s: {', '.join(not_rec) or 'none'}")
+    over = sorted(((r["outside_3sigma"], r["fault"]) for r in rows
+                   if np.isfinite(r["outside_3sigma"]) and r["outside_3sigma"] > 0.05), reverse=True)
+    print("rows over 5% of epochs outside 3-sigma: " + (", ".join(f"{k} {v:.2f}" for v, k in over) or "none"))
     print(f"crashes {crashes}, faults injected {n_inj}, detected {n_det}, "
           f"outside 3-sigma {metrics['outside_3sigma_fraction']:.3f}, flood p95 {metrics['flood.latency_ms.p95']:.1f} ms")
     cmd = "geoloc bench faults" + (" --quick" if quick else "")
