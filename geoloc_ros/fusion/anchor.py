@@ -7,8 +7,9 @@ like a 7.6 deg heading error), and stays confident. When the jump/drift window c
 fires, its reference epoch is the last accepted epoch before the mismatch built up; the filter's
 pose stored with that epoch, carried to now by the odom-frame increment (wheel speed + gyro yaw
 rate, no GNSS), is the pose the filter would have without the bad GNSS. When the filter's current
-pose is inconsistent with it (chi-square on x, y, yaw), the pose is replaced by the dead-reckoned
-one with its honest, grown covariance.
+pose is inconsistent with it (chi-square on x, y, yaw) and has moved towards the GNSS mismatch
+(it absorbed part of it, unlike a sudden jump caught on its first epoch), the pose is replaced by
+the dead-reckoned one with its honest, grown covariance.
 """
 from __future__ import annotations
 
@@ -26,18 +27,23 @@ CHI2_3_95 = 7.815    # chi-square, 3 dof, 95 %
 @dataclass
 class Anchor:
     """The filter at one GNSS epoch: stamp (s), base position (3,) m, yaw (rad), (3, 3) covariance
-    of (x, y, yaw), odom-frame pose (x, y, yaw) and odom path length (m) at the same stamp."""
+    of (x, y, yaw), odom-frame pose (x, y, yaw), odom path length (m) and the GNSS antenna
+    position (2,) m (map frame) of that epoch."""
     t: float
     p: np.ndarray
     yaw: float
     cov_xyyaw: np.ndarray
     odom: np.ndarray
     dist_m: float
+    z_xy: np.ndarray
 
 
-def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, cfg, gate: float = CHI2_3_95):
+def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, z_now_xy, cfg, gate: float = CHI2_3_95,
+             absorbed_frac: float = 0.25):
     """Replace the pose of ``kf`` (an ErrorStateKF at the current stamp) by the dead-reckoned pose
-    from ``anchor`` when the two disagree beyond ``gate``; return (replaced, Mahalanobis^2, m).
+    from ``anchor`` when the two disagree beyond ``gate`` and the filter's offset from it, along
+    the GNSS-minus-dead-reckoning mismatch (``z_now_xy`` the current GNSS antenna position, map
+    frame), is at least ``absorbed_frac`` of that mismatch; return (replaced, Mahalanobis^2).
 
     Dead-reckoned pose: anchor position + map<-odom rotation at the anchor applied to the odom
     displacement since; yaw: anchor yaw + odom yaw change. Its covariance: the anchor's plus the
@@ -65,7 +71,10 @@ def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, cfg, gate: float =
         m2 = float(e @ np.linalg.solve(C_now + C_dr, e))
     except np.linalg.LinAlgError:
         m2 = float("inf")
-    if m2 <= gate:
+    mism = (np.asarray(z_now_xy, float)[:2] - anchor.z_xy[:2]) - R2 @ d_odom
+    n = float(np.linalg.norm(mism))
+    absorbed = float(e[:2] @ mism) / n if n > 0 else 0.0
+    if m2 <= gate or absorbed < absorbed_frac * n:
         return False, m2
     Rz = rot_z(-e[2])
     kf.R = Rz @ kf.R

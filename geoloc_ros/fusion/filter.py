@@ -403,7 +403,7 @@ class FusionFilter:
         cov6 = kf.pose_cov6()
         yaw_std = float(np.sqrt(max(cov6[5, 5], 0.0)))
         anchor = Anchor(meas.t, kf.p.copy(), float(np.arctan2(kf.R[1, 0], kf.R[0, 0])),
-                        cov6[np.ix_([0, 1, 5], [0, 1, 5])], odom.copy(), dist)
+                        cov6[np.ix_([0, 1, 5], [0, 1, 5])], odom.copy(), dist, meas.z[:2].copy())
         a = self.monitor.assess(meas.t, meas.z, meas.cov, nis, odom[:2], dist, rot_z(yaw_mo)[:2, :2],
                                 meas.var_h_reported, yaw_std, anchor)
         if not self.cfg.degradation_handling:
@@ -412,7 +412,7 @@ class FusionFilter:
             return True
         if a.anchor is not None and self.cfg.gnss_reanchor:
             # a jump/drift hold opens: undo what the filter absorbed since the reference epoch
-            done, m2 = reanchor(kf, a.anchor, odom, dist, self.cfg)
+            done, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg)
             if done:
                 self.counters["gnss.reanchored"] += 1
                 self.reasons["gnss_reanchor"] = (f"pose re-anchored on dead reckoning from t={a.anchor.t:.1f} "
