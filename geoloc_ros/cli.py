@@ -8,7 +8,7 @@
     geoloc play        publish a bag on ROS 2 topics with /clock
     geoloc eval        compare an estimate with ground truth
     geoloc train       train the REIN weights on simulated runs
-    geoloc bench       run benchmarks (bev, objects, fusion, io, faults, all)
+    geoloc bench       run benchmarks (bev, objects, fusion, io, faults, odometry, all)
 """
 from __future__ import annotations
 
