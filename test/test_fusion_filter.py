@@ -199,3 +199,14 @@ def test_drift_absorbed_before_detection_is_undone_by_reanchoring():
         if reanchor:
             assert f.counters["gnss.reanchored"] >= 1 and "re-anchored" in f.reasons["gnss_reanchor"]
     assert worst[True] < 2.5 and worst[True] < 0.4 * worst[False], worst
+
+
+def test_imu_gap_is_counted_with_its_reason_and_bridged():
+    ev, pose = circle_events(30.0)
+    gap = [e for e in ev if not (isinstance(e, ImuEvent) and 1020.0 <= e.t < 1021.5)]
+    f = FusionFilter(FusionConfig(gnss_cov_scale=1.0), DATUM)
+    for e in gap:
+        est = f.process(e)
+    assert f.counters["imu.gaps"] == 1 and "IMU gap of 1.5" in f.reasons["imu"]
+    assert est is not None and est.counters["imu.gaps"] == 1           # visible in the estimate
+    assert np.linalg.norm(f.kf.p[:2] - pose(f.kf.t)[:2, 3]) < 1.0       # and the estimate kept going

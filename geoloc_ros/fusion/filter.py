@@ -208,8 +208,16 @@ class FusionFilter:
         if a2 > self.cfg.imu_acc_max_mps2 ** 2 or w2 > self.cfg.imu_gyr_max_rps ** 2:
             return self._reject("imu", "sample over the sensor range")
         self._advance_clock(t)
+        gap = None if self.last_imu_t is None else t - self.last_imu_t
         self.last_imu_t = t
         kf = self.kf
+        if kf.initialized and gap is not None and gap > self.cfg.imu_max_dt_s:
+            # bridged on the last sample held (the covariance grows with the gap), but counted
+            self.counters["imu.gaps"] += 1
+            self.reasons["imu"] = (f"IMU gap of {gap:.2f} s (> imu_max_dt_s {self.cfg.imu_max_dt_s:g} s): "
+                                   "propagated on the last sample")
+            if self.counters["imu.gaps"] <= 3:
+                log.warning("%s", self.reasons["imu"])
         if kf.initialized:
             if t < kf.t:   # IMU older than a measurement already applied: re-run history
                 steps = kf.rewind(t)
