@@ -95,3 +95,14 @@ def test_in_time_nothing_is_merged():
 def test_merge_imu_means_and_first_stamp():
     m = merge_imu([imu(1.0, 1.0), imu(1.01, 3.0)])
     assert m.t == 1.0 and m.acc_mps2[0] == 2.0
+
+
+def test_a_stream_faster_than_an_imu_is_merged_to_the_max_rate():
+    q = InputQueues(window_s=0.0, max_latency_s=10.0, imu_max_rate_hz=520.0, max_batch=10000)
+    now = time.monotonic()
+    for i in range(200):                    # 0.1 s at 2 kHz
+        q.put("imu", imu(0.0005 * i, float(i)), now)
+    out = drain(q)
+    assert len(out) == 50 and q.merged == 150 and q.merged_by["imu"] == 150
+    assert np.allclose(np.diff([e.t for _, e, _ in out]), 0.002)
+    assert out[0][1].acc_mps2[0] == 1.5     # mean of the first four samples

@@ -27,6 +27,9 @@ class NodeConfig:
                                  "to catch up", "s")
     imu_merge_period_s: float = param(0.02, "span of IMU samples merged into one (mean acceleration "
                                       "and rate) while catching up", "s")
+    imu_max_rate_hz: float = param(500.0, "IMU samples closer together than 1/this (a stream faster "
+                                   "than any IMU of the profiles: a flood) are merged to this rate, "
+                                   "never dropped (0: off)", "Hz")
     publish_period_s: float = param(0.02, "minimum time between geoloc/pose, geoloc/odometry and TF "
                                     "messages (0: every estimate)", "s")
     scan_viz_period_s: float = param(0.5, "minimum time between geoloc/scan messages (the current "

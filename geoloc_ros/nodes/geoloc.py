@@ -98,7 +98,7 @@ class GeolocNode(Node):
         self.diag = Diagnostics(node_name, INPUTS + ("bev", "objects", "fusion", "gnss", "queue"))
         n = self.ncfg
         self.queue = InputQueues(n.queue_size, n.bulk_queue_size, n.reorder_window_s, "imu", n.imu_wait_s,
-                                 n.max_latency_s, n.imu_merge_period_s)
+                                 n.max_latency_s, n.imu_merge_period_s, imu_max_rate_hz=n.imu_max_rate_hz)
         self._lock = threading.RLock()         # guards the localizer
         self._t_newest = -math.inf             # newest accepted event stamp (s)
         self._stale_run: list[float] = []      # stamps of consecutive events behind their own input

@@ -19,6 +19,8 @@ included, which an ESKF cannot do without. Here:
    ``imu_merge_period_s`` (mean specific force and rate over the interval at its first stamp:
    the velocity and angle increments are kept to first order) instead of being dropped, so the
    backlog and the latency stay bounded;
+   IMU samples closer than ``1 / imu_max_rate_hz`` (a stream faster than its sensor: a flood)
+   are merged the same way at any time, so a flood costs the filter no more than the sensor;
 4. one :meth:`take` returns at most ``max_batch`` events; the node publishes once per batch.
 """
 from __future__ import annotations
@@ -71,7 +73,7 @@ class InputQueues:
 
     def __init__(self, capacity: int = 2000, bulk_capacity: int = 4, window_s: float = 0.05,
                  clock_input: str = "imu", clock_wait_s: float = 0.2, max_latency_s: float = 0.2,
-                 imu_merge_period_s: float = 0.02, max_batch: int = 100):
+                 imu_merge_period_s: float = 0.02, max_batch: int = 100, imu_max_rate_hz: float = 1000.0):
         self.maxlen = max(1, int(capacity))
         self.bulk_capacity = max(1, int(bulk_capacity))
         self.window_s = float(window_s)
@@ -80,6 +82,8 @@ class InputQueues:
         self.max_latency_s = float(max_latency_s)
         self.imu_merge_period_s = float(imu_merge_period_s)
         self.max_batch = max(1, int(max_batch))
+        self.imu_min_period_s = 1.0 / imu_max_rate_hz if imu_max_rate_hz > 0 else 0.0
+        self._idle = False
         self._streams: dict[str, _Stream] = {}
         self._cv = threading.Condition()
         self._seq = 0
@@ -107,7 +111,8 @@ class InputQueues:
             s.last_stamp, s.last_rx = float(event.t), t_rx
             s.high_water = max(s.high_water, len(s.items))
             self.high_water = max(self.high_water, len(s.items))
-            self._cv.notify()
+            if self._idle:
+                self._cv.notify()
             return not dropped
 
     # ---- the consumer ---------------------------------------------------------------------
@@ -145,16 +150,27 @@ class InputQueues:
                 out = self._release(now)
                 if out or now >= t_end:
                     break
-                # wait for a new event; with events waiting (reorder window, IMU), poll
-                waiting = any(s.items for s in self._streams.values())
-                self._cv.wait(min(t_end - now, 0.01) if waiting else t_end - now)
-        if out and now - min(t for _, _, t in out) > self.max_latency_s:
-            out = self._merge_imu_runs(out)
+                # sleep until the oldest waiting event leaves its reorder window (a new event
+                # only wakes an idle consumer: under a flood, waking per message costs the
+                # interpreter time the subscriptions need); poll while one waits for the IMU
+                oldest = min((s.items[0][1] for s in self._streams.values() if s.items), default=None)
+                if oldest is None:
+                    self._idle = True
+                    self._cv.wait(t_end - now)
+                    self._idle = False
+                else:
+                    self._cv.wait(min(t_end - now, max(oldest + self.window_s - now, 0.005)))
+        if out:
+            behind = now - min(t for _, _, t in out) > self.max_latency_s
+            out = self._merge_imu_runs(out, self.imu_merge_period_s if behind else self.imu_min_period_s)
         return out
 
-    def _merge_imu_runs(self, batch: list) -> list:
-        """Behind by more than max_latency_s: fold runs of consecutive IMU samples into one per
-        imu_merge_period_s (the events between them keep their place)."""
+    def _merge_imu_runs(self, batch: list, period_s: float) -> list:
+        """Fold runs of consecutive IMU samples closer than ``period_s`` into one per period
+        (the events between them keep their place): ``imu_merge_period_s`` when behind by more
+        than max_latency_s, else ``imu_min_period_s`` (a stream faster than the IMU can be)."""
+        if period_s <= 0:
+            return batch
         out, run = [], []
 
         def flush():
@@ -162,7 +178,7 @@ class InputQueues:
                 return
             group = [run[0]]
             for item in run[1:]:
-                if item[1].t - group[0][1].t >= self.imu_merge_period_s:
+                if item[1].t - group[0][1].t >= period_s:
                     out.append(self._fold(group))
                     group = [item]
                 else:
