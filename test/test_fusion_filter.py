@@ -210,3 +210,27 @@ def test_imu_gap_is_counted_with_its_reason_and_bridged():
     assert f.counters["imu.gaps"] == 1 and "IMU gap of 1.5" in f.reasons["imu"]
     assert est is not None and est.counters["imu.gaps"] == 1           # visible in the estimate
     assert np.linalg.norm(f.kf.p[:2] - pose(f.kf.t)[:2, 3]) < 1.0       # and the estimate kept going
+
+
+def test_frozen_wheels_reading_a_stop_while_moving_are_slip_not_a_zero_velocity_update():
+    """Wheel odometry frozen at 0 m/s (stuck encoder, hung driver) for 5 s while the robot drives
+    a straight line: the zero-velocity update would stop the filter; it is slip, and skipped."""
+    rng = np.random.default_rng(1)
+    t0, v = 1000.0, 2.0
+    ev = [ImuEvent(float(t), np.array([0.0, 0.0, G]) + rng.normal(0, 0.02, 3), rng.normal(0, 0.002, 3))
+          for t in t0 + np.arange(0, 40.0, 0.01)]
+    for t in t0 + np.arange(0, 40.0, 0.1):
+        frozen = t0 + 20.0 <= t < t0 + 25.0
+        ev.append(WheelEvent(float(t) + 1e-4, 0.0 if frozen else v + rng.normal(0, 0.02), 0.0, 0.02 ** 2, 0.01 ** 2))
+    for t in t0 + np.arange(0.5, 40.0, 0.5):
+        lat, lon, alt = DATUM.from_map(np.array([v * (t - t0) + rng.normal(0, 0.3), rng.normal(0, 0.3), 0.0]))
+        ev.append(GnssEvent(float(t) + 2e-4, lat, lon, alt, np.diag([0.09, 0.09, 0.25])))
+    ev.sort(key=lambda e: e.t)
+    f = FusionFilter(FusionConfig(), DATUM)
+    worst = 0.0
+    for e in ev:
+        est = f.process(e)
+        if est is not None and t0 + 20.0 <= e.t < t0 + 35.0:
+            worst = max(worst, abs(est.T_map_base[0, 3] - v * (e.t - t0)))
+    assert worst < 1.0, worst
+    assert f.counters["wheel.slip"] >= 40 and "frozen" in f.reasons["wheel"]

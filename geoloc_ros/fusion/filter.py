@@ -284,7 +284,10 @@ class FusionFilter:
         stationary = abs(v) < cfg.zupt_speed_mps and np.linalg.norm(kf.gyr - kf.bg) < cfg.zupt_gyr_rps
         if stationary:
             meas = ZeroVelocity(t, cfg.zupt_std_mps)
-            self.counters["wheel.zupt"] += 1
+            # a wheel reading 0 while the IMU-propagated filter moves is a frozen/stuck encoder,
+            # not a stop: the same slip test as a moving wheel decides
+            meas.wheel = WheelSpeed(t, v, max(cfg.wheel_speed_std_mps ** 2, float(ev.var_v)), 1.0,
+                                    self._R_base_wheel, self._wheel_lever, nhc=False)
         else:
             std = max(cfg.wheel_speed_std_mps, cfg.wheel_speed_rel_std * abs(v), np.sqrt(ev.var_v))
             yr = None
@@ -299,15 +302,22 @@ class FusionFilter:
     def _wheel_decide(self, meas) -> bool:
         """Slip check on the forward speed against the IMU-propagated velocity (skip when slipping)."""
         self.wheel_slip = False
-        if not isinstance(meas, WheelSpeed) or not self.cfg.degradation_handling:
+        zupt = isinstance(meas, ZeroVelocity)
+        if not self.cfg.degradation_handling:
+            if zupt:
+                self.counters["wheel.zupt"] += 1
             return True
-        inn = self.kf.innovation(WheelSpeed(meas.t, meas.v, meas.var_white, 1.0, meas.Rbw, meas.lever, nhc=False))
-        slipping = self.slip.check(meas.v, meas.v - float(inn.residual[0]), float(inn.S[0, 0]))
+        w = meas.wheel if zupt else WheelSpeed(meas.t, meas.v, meas.var_white, 1.0, meas.Rbw, meas.lever, nhc=False)
+        inn = self.kf.innovation(w)
+        slipping = self.slip.check(w.v, w.v - float(inn.residual[0]), float(inn.S[0, 0]))
         if not slipping:
+            if zupt:
+                self.counters["wheel.zupt"] += 1
             return True
         self.wheel_slip = True
         self.counters["wheel.slip"] += 1
-        self.reasons["wheel"] = f"slip: wheel {meas.v:.2f} m/s vs predicted {meas.v - inn.residual[0]:.2f} m/s"
+        self.reasons["wheel"] = (f"slip{' (wheel reads a stop: frozen encoder?)' if zupt else ''}: wheel "
+                                 f"{w.v:.2f} m/s vs predicted {w.v - inn.residual[0]:.2f} m/s")
         return False
 
     # ---- body velocity (LiDAR odometry) -------------------------------------------------------
