@@ -29,7 +29,7 @@ from geoloc_ros.nodes.diagnostics import ComponentStats, Diagnostics  # noqa: F4
 
 __all__ = [
     "SENSOR_QOS", "SENSOR_QOS_DEEP", "SENSOR_QOS_BULK", "OUTPUT_QOS", "declare_config",
-    "declared_defaults", "validate_event", "EventQueue", "TfBroadcaster", "guarded",
+    "declared_defaults", "validate_event", "EventQueue", "TfBroadcaster", "guarded", "favour_callbacks",
     # re-exported from nodes.convert / nodes.diagnostics
     "stamp_to_s", "s_to_stamp", "pose_to_msg", "msg_to_pose", "estimate_to_pose_msg",
     "estimate_to_odometry", "PathBuilder", "candidates_to_pose_array", "candidate_to_fix_msg",
@@ -232,6 +232,16 @@ def guarded(node, stats: ComponentStats | None, fn: Callable) -> Callable:
             return None
     cb.__name__ = getattr(fn, "__name__", "callback")
     return cb
+
+
+def favour_callbacks(interval_s: float = 0.001) -> None:
+    """Shorten the interpreter's GIL switch interval (default 5 ms) to ``interval_s``: a node's
+    processing thread runs Python-heavy engine steps, and with 5 ms every subscription callback
+    (several GIL hand-offs each) waits behind it while DDS overwrites the IMU. Process-wide;
+    never lengthens it."""
+    import sys
+    if sys.getswitchinterval() > interval_s:
+        sys.setswitchinterval(interval_s)
 
 
 # ---- TF -----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from rclpy.node import Node
 
 from geoloc_ros import events as ev
 from geoloc_ros.nodes.common import (OUTPUT_QOS, Diagnostics, EventQueue, candidate_to_fix_msg,
-                                     candidates_to_pose_array, declare_config, guarded)
+                                     candidates_to_pose_array, declare_config, favour_callbacks, guarded)
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
 
 __all__ = ["EngineNode"]
@@ -59,6 +59,7 @@ class EngineNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(self.ncfg.diagnostics_period_s, guarded(self, None, self._on_timer), clock=steady)
+        favour_callbacks()   # the engine thread must not starve the subscriptions (GIL)
         self._running = True
         self._worker = threading.Thread(target=self._work, name=f"{node_name}-engine", daemon=True)
         self._worker.start()

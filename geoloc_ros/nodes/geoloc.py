@@ -83,12 +83,8 @@ class GeolocNode(Node):
     def __init__(self, node_name: str = "geoloc", *, overrides: dict | None = None,
                  localizer=None, fusion_only: bool = False, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
-        # the processing thread runs Python-heavy engine steps; with the default 5 ms GIL switch
-        # interval every subscription callback (several GIL hand-offs each) waits behind it and
-        # DDS overwrites IMU samples under load. 1 ms lets the callbacks through.
-        if sys.getswitchinterval() > 0.001:
-            sys.setswitchinterval(0.001)
-        from geoloc_ros.nodes.common import declare_config
+        from geoloc_ros.nodes.common import declare_config, favour_callbacks
+        favour_callbacks()   # the pipeline thread must not starve the subscriptions (GIL)
         self.cfg, self.ncfg = declare_config(self, overrides)
         cfg = self.cfg
         self.fusion_only = fusion_only
