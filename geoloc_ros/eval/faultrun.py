@@ -53,7 +53,7 @@ EXPECTED = {
     "wrong_frame": r"wrong frame",
     "imu_flood": r"drop|queue|flood",
 }
-_ALARM = re.compile(r"rejected|verdict\.(DEGRADED|REJECTED|DENIED)|slip|resets|covariance_resets")
+_ALARM = re.compile(r"rejected|verdict\.(DEGRADED|REJECTED|DENIED)|slip|resets|covariance_resets|gaps")
 
 
 @dataclass
