@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import math
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +31,7 @@ from geoloc_ros.nodes.diagnostics import ComponentStats, Diagnostics  # noqa: F4
 __all__ = [
     "SENSOR_QOS", "SENSOR_QOS_DEEP", "SENSOR_QOS_BULK", "OUTPUT_QOS", "declare_config",
     "declared_defaults", "validate_event", "EventQueue", "TfBroadcaster", "guarded", "favour_callbacks",
+    "log_throttled",
     # re-exported from nodes.convert / nodes.diagnostics
     "stamp_to_s", "s_to_stamp", "pose_to_msg", "msg_to_pose", "estimate_to_pose_msg",
     "estimate_to_odometry", "PathBuilder", "candidates_to_pose_array", "candidate_to_fix_msg",
@@ -218,6 +220,19 @@ class EventQueue:
         return len(self._q)
 
 
+def log_throttled(node, key: str, msg: str, period_s: float = 2.0, level: str = "warning") -> bool:
+    """Log ``msg`` at most once per ``period_s`` for ``key``. Checked before rclpy's logger:
+    its own ``throttle_duration_sec`` inspects the caller's frame and source file on every
+    call, which under a flood costs the subscriptions more than the message does."""
+    now = time.monotonic()
+    last = node.__dict__.setdefault("_geoloc_log_last", {})
+    if now - last.get(key, -math.inf) < period_s:
+        return False
+    last[key] = now
+    getattr(node.get_logger(), level)(msg)
+    return True
+
+
 def guarded(node, stats: ComponentStats | None, fn: Callable) -> Callable:
     """Wrap a subscription callback: any exception is counted (``callback_error``) and logged
     (throttled), never propagated: the node does not die on input."""
@@ -227,8 +242,8 @@ def guarded(node, stats: ComponentStats | None, fn: Callable) -> Callable:
         except Exception as e:  # noqa: BLE001 - the node must survive any input
             if stats is not None:
                 stats.reject("callback_error")
-            node.get_logger().warning(f"{getattr(fn, '__name__', 'callback')}: {type(e).__name__}: {e}",
-                                   throttle_duration_sec=2.0)
+            name = getattr(fn, '__name__', 'callback')
+            log_throttled(node, f"guarded.{name}", f"{name}: {type(e).__name__}: {e}")
             return None
     cb.__name__ = getattr(fn, "__name__", "callback")
     return cb

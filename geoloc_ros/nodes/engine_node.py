@@ -18,7 +18,8 @@ from rclpy.node import Node
 
 from geoloc_ros import events as ev
 from geoloc_ros.nodes.common import (OUTPUT_QOS, Diagnostics, EventQueue, candidate_to_fix_msg,
-                                     candidates_to_pose_array, declare_config, favour_callbacks, guarded)
+                                     candidates_to_pose_array, declare_config, favour_callbacks, guarded,
+                                     log_throttled)
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
 
 __all__ = ["EngineNode"]
@@ -113,8 +114,8 @@ class EngineNode(Node):
                     dt = time.monotonic() - t0
             except Exception as ex:  # noqa: BLE001 - the engine must not take the node down
                 stats.reject("engine_error")
-                self.get_logger().error(f"{self.engine_name} failed: {type(ex).__name__}: {ex}",
-                                        throttle_duration_sec=2.0)
+                log_throttled(self, "engine", f"{self.engine_name} failed: {type(ex).__name__}: {ex}",
+                              level="error")
                 continue
             stats.tick(time.monotonic() - t_rx)
             if cands is None:

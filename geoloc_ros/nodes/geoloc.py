@@ -43,7 +43,7 @@ from geoloc_ros.geometry import transform_points
 from geoloc_ros.nodes.common import (OUTPUT_QOS, SENSOR_QOS, SENSOR_QOS_BULK, SENSOR_QOS_DEEP,
                                      Diagnostics, PathBuilder, T_odom_base_of,
                                      TfBroadcaster, candidates_to_pose_array, estimate_to_odometry,
-                                     estimate_to_pose_msg, guarded, numpy_to_pointcloud2,
+                                     estimate_to_pose_msg, guarded, log_throttled, numpy_to_pointcloud2,
                                      object_map_markers, pose_to_msg)
 from geoloc_ros.nodes.diagnostics import update_fusion_status
 from geoloc_ros.nodes.inputs import InputDecoder, RejectedInput
@@ -187,22 +187,21 @@ class GeolocNode(Node):
                 e = decode(msg)
             except RejectedInput as r:
                 stats.reject(r.reason)
-                self.get_logger().warning(f"{topic}: rejected ({r})", throttle_duration_sec=2.0)
+                log_throttled(self, f"rejected.{topic}", f"{topic}: rejected ({r})")
                 return
             if stats.note_stamp(e.t) and name == "imu":
-                self.get_logger().warning(f"{topic}: messages missing (stamp gaps; total "
-                                          f"{stats.missing}): the node or the link is not keeping up",
-                                          throttle_duration_sec=2.0)
+                log_throttled(self, f"missing.{topic}", f"{topic}: messages missing (stamp gaps; total "
+                              f"{stats.missing}): the node or the link is not keeping up")
             if not self.queue.put(name, e, time.monotonic()):
                 self.diag["queue"].reject(f"dropped_oldest.{name}")
-                self.get_logger().warning(f"{topic}: queue full ({self.queue.capacity_of(name)}): the node "
-                                          "is behind, dropping the oldest", throttle_duration_sec=2.0)
+                log_throttled(self, f"full.{topic}", f"{topic}: queue full ({self.queue.capacity_of(name)}): "
+                              "the node is behind, dropping the oldest")
         on_msg.__name__ = f"on_{name.replace('/', '_')}"
         # one callback group per topic: a slow cloud decode never holds back the IMU
         def on_lost(info):  # DDS discarded messages before they reached the callback (overload)
             stats.rejected["lost_in_transport"] += int(info.total_count_change)
-            self.get_logger().warning(f"{topic}: {info.total_count_change} message(s) lost in transport "
-                                      "(the node is not keeping up)", throttle_duration_sec=2.0)
+            log_throttled(self, f"lost.{topic}", f"{topic}: {info.total_count_change} message(s) lost in "
+                          "transport (the node is not keeping up)")
         self.create_subscription(msg_type, topic, guarded(self, stats, on_msg), qos,
                                  callback_group=MutuallyExclusiveCallbackGroup(),
                                  event_callbacks=SubscriptionEventCallbacks(message_lost=on_lost))
@@ -249,15 +248,15 @@ class GeolocNode(Node):
                         newest = (est, t_rx)
                 except Exception as ex:  # noqa: BLE001 - the pipeline must not take the node down
                     self.diag[name].reject("pipeline_error")
-                    self.get_logger().error(f"pipeline failed on {type(e).__name__}: "
-                                            f"{type(ex).__name__}: {ex}", throttle_duration_sec=2.0)
+                    log_throttled(self, "pipeline", f"pipeline failed on {type(e).__name__}: "
+                                  f"{type(ex).__name__}: {ex}", level="error")
                 self._in_batch -= 1
             if newest is not None:
                 try:
                     self._publish_estimate(*newest)
                 except Exception as ex:  # noqa: BLE001
-                    self.get_logger().error(f"publishing failed: {type(ex).__name__}: {ex}",
-                                            throttle_duration_sec=2.0)
+                    log_throttled(self, "publish", f"publishing failed: {type(ex).__name__}: {ex}",
+                                  level="error")
             self._in_batch = 0
 
     def unaccounted(self, name: str) -> int:
