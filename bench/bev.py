@@ -3,14 +3,18 @@
 A simulated town (world seed 42, not a training world) is mapped along every road (right-hand lane,
 keyframe every ``spacing`` m); queries come from another pass in the changed world (moved cars and
 bins): ``same`` direction, ``reverse`` direction, ``lateral`` 2-4 m offset. All methods answer the
-same queries. Metrics (``bench_out/bev.json``):
+same queries. ``GEOLOC_BENCH_BEV_WEIGHTS=path`` benchmarks candidate weights instead of the shipped
+ones. Metrics (``bench_out/bev.json``):
 
 * ``rein|scancontext.recall1|recall5.<kind>``: a retrieved keyframe within 5 m of the truth;
 * ``rein|scancontext|fpfh.success.<kind>`` (< 2 m and < 5 deg) and ``.median_err_m|deg.<kind>``;
   FPFH + RANSAC registers the query against the keyframe nearest to the ground truth;
-* ``rein.latency_ms.<stage>.p50|p95`` (bev_image, network, keypoints, retrieval, pose, total),
+* ``rein.latency_ms.<stage>.p50|p95`` (bev_image, network, keypoints, retrieval, pose, total wall clock;
+  cpu_total: the query thread's CPU time, which other work on a shared CPU does not inflate),
   ``rein.latency_ms.p95`` (whole query), ``fpfh.latency_ms.p50|p95``, ``scancontext.latency_ms.p50``;
-* ``retrieval_ms.flat|ivf.<N>`` per query over N random 256-D descriptors (1k..1M; 1M in full mode);
+* ``retrieval_ms.flat|ivf.<N>`` per query over N random 256-D descriptors (1k..1M; 1M in full mode) and
+  ``retrieval.ivf_agree.<N>``, the fraction of queries whose IVF first answer is the exact one;
+* ``fpfh.latency_ms.cpu.p50`` (process CPU time), ``rein.speedup_vs_fpfh.p50|cpu_p50``;
 * ``rein.nees_in_bound``: fraction of OK poses whose 3-DoF NEES is inside the 95 % chi-square bound.
 """
 from __future__ import annotations
@@ -53,7 +57,9 @@ def _fpfh_register(src_pts: np.ndarray, tgt_pts: np.ndarray, voxel: float = 1.0)
     return np.asarray(icp.transformation)
 
 
-def _retrieval_scaling(sizes, dim: int = 256, n_queries: int = 50) -> dict:
+def _retrieval_scaling(sizes, cfg, dim: int = 256, n_queries: int = 50) -> dict:
+    """Per-query search time over N random unit descriptors, flat and IVF (``nlist`` = min(cfg.ivf_nlist,
+    4 sqrt(N)), ``cfg.ivf_nprobe``), and how often IVF's first answer is the exact (flat) one."""
     from geoloc_ros.bev.database import make_index
     rng = np.random.default_rng(0)
     out = {}
@@ -62,15 +68,16 @@ def _retrieval_scaling(sizes, dim: int = 256, n_queries: int = 50) -> dict:
         X /= np.linalg.norm(X, axis=1, keepdims=True)
         Q = X[rng.choice(n, n_queries)] + 0.05 * rng.standard_normal((n_queries, dim), dtype=np.float32)
         Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+        first = {}
         for kind in ("flat", "ivf"):
-            idx = make_index(X, kind, nlist=min(1024, max(16, int(4 * np.sqrt(n)))), nprobe=16,
-                             use_gpu=False, train_max=40_000)
+            idx = make_index(X, kind, nlist=min(cfg.ivf_nlist, max(16, int(4 * np.sqrt(n)))),
+                             nprobe=cfg.ivf_nprobe, use_gpu=False, train_max=40_000)
             idx.search(Q[:1], 5)
             t = time.perf_counter()
-            for q in Q:
-                idx.search(q[None], 5)
+            first[kind] = [int(idx.search(q[None], 5)[1][0, 0]) for q in Q]
             out[f"retrieval_ms.{kind}.{n}"] = (time.perf_counter() - t) / len(Q) * 1e3
             del idx
+        out[f"retrieval.ivf_agree.{n}"] = float(np.mean(np.array(first["ivf"]) == np.array(first["flat"])))
         del X
     return out
 
@@ -93,7 +100,7 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
 
     t_start = time.time()
     torch.set_num_threads(1)
-    cfg = BevConfig()
+    cfg = BevConfig(weights=os.environ.get("GEOLOC_BENCH_BEV_WEIGHTS", ""))   # candidate weights, else shipped
     net = load_rein(cfg)
     seed = 42
     n_q = 12 if quick else 60
@@ -116,8 +123,8 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
     loc = BevLocalizer(cfg, db, net)
     kf_xy = map_poses[:, :2, 3]
     m: dict[str, float] = {}
-    stage_t = {k: [] for k in ("bev_image", "network", "keypoints", "retrieval", "pose", "total")}
-    fp_t, sc_t, nees_in, nees_all = [], [], [], []
+    stage_t = {k: [] for k in ("bev_image", "network", "keypoints", "retrieval", "pose", "total", "cpu_total")}
+    fp_t, fp_cpu, sc_t, nees_in, nees_all = [], [], [], [], []
     bound = chi2.ppf(0.95, 3)
     rows = []
     for kind in KINDS:
@@ -161,9 +168,10 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
             ss.append(et < 2.0 and ey < 5.0)
             # FPFH + RANSAC against the keyframe nearest to the truth
             j = int(np.argmin(np.linalg.norm(kf_xy - Tq[:2, 3], axis=1)))
-            t = time.perf_counter()
+            t, tc = time.perf_counter(), time.process_time()
             T_kq = _fpfh_register(pts, kf_pts[j])
             fp_t.append((time.perf_counter() - t) * 1e3)
+            fp_cpu.append((time.process_time() - tc) * 1e3)
             kf = map_poses[j]
             T_est = se3(rot_z(np.arctan2(kf[1, 0], kf[0, 0])), kf[:3, 3]) @ T_kq
             et, ey = _err(T_est, Tq)
@@ -191,13 +199,15 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
     m["fpfh.latency_ms.p50"] = float(np.percentile(fp_t, 50))
     m["fpfh.latency_ms.p95"] = float(np.percentile(fp_t, 95))
     m["scancontext.latency_ms.p50"] = float(np.percentile(sc_t, 50))
+    m["fpfh.latency_ms.cpu.p50"] = float(np.percentile(fp_cpu, 50))       # all threads of the process
     m["rein.speedup_vs_fpfh.p50"] = m["fpfh.latency_ms.p50"] / m["rein.latency_ms.p50"]
+    m["rein.speedup_vs_fpfh.cpu_p50"] = m["fpfh.latency_ms.cpu.p50"] / m["rein.latency_ms.cpu_total.p50"]
     m["rein.nees_in_bound"] = float(np.mean(nees_in)) if nees_in else float("nan")
     m["rein.nees_median"] = float(np.median(nees_all)) if nees_all else float("nan")
     m["rein.keyframes"] = float(len(db))
     m["host.loadavg_1min"] = float(os.getloadavg()[0])      # other work on this CPU inflates latencies
     sizes = (1000, 10_000, 100_000) if quick else (1000, 10_000, 100_000, 1_000_000)
-    m.update(_retrieval_scaling(sizes))
+    m.update(_retrieval_scaling(sizes, cfg))
     print()
     print_table(["kind", "REIN R@1", "SC R@1", "REIN R@5", "SC R@5", "REIN succ", "SC succ", "FPFH succ",
                  "REIN med m", "FPFH med m"], rows, title="BEV place recognition (success: < 2 m and < 5 deg)")
@@ -205,11 +215,13 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
     print_table(["stage", "p50 ms", "p95 ms"],
                 [[k, m[f"rein.latency_ms.{k}.p50"], m[f"rein.latency_ms.{k}.p95"]] for k in stage_t]
                 + [["fpfh+ransac", m["fpfh.latency_ms.p50"], m["fpfh.latency_ms.p95"]],
+                   ["fpfh+ransac cpu", m["fpfh.latency_ms.cpu.p50"], float("nan")],
                    ["scan context", m["scancontext.latency_ms.p50"], float("nan")]],
                 title="latency per query on this CPU (1 torch thread)")
     print()
-    print_table(["descriptors", "flat ms", "ivf ms"],
-                [[n, m[f"retrieval_ms.flat.{n}"], m[f"retrieval_ms.ivf.{n}"]] for n in sizes],
+    print_table(["descriptors", "flat ms", "ivf ms", "ivf = flat top-1"],
+                [[n, m[f"retrieval_ms.flat.{n}"], m[f"retrieval_ms.ivf.{n}"], m[f"retrieval.ivf_agree.{n}"]]
+                 for n in sizes],
                 title="retrieval time per query vs database size (256-D)")
     print(f"\nNEES inside 95% bound: {m['rein.nees_in_bound']:.2f} of {len(nees_in)} OK poses "
           f"(median {m['rein.nees_median']:.2f}, chi2(3) median 2.37); load average {m['host.loadavg_1min']:.1f}")

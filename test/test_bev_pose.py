@@ -133,3 +133,41 @@ def test_fit_rigid_2d_exact():
     p = q @ rot_z(0.7)[:2, :2].T + [1.0, 2.0]
     yaw, t = fit_rigid_2d(q, p)
     assert yaw == pytest.approx(0.7) and np.allclose(t, [1.0, 2.0])
+
+
+def _fast_reference(img, threshold, arc=9):
+    """Per-pixel FAST-arc test and score (the definition in fast_keypoints' docstring), slow."""
+    from geoloc_ros.bev.pose import _CIRCLE
+    H, W = img.shape
+    pad = np.pad(img.astype(np.float32), 3)
+    score = np.zeros((H, W), np.float32)
+    for v in range(H):
+        for u in range(W):
+            d = np.array([pad[v + 3 + dv, u + 3 + du] for du, dv in _CIRCLE]) - img[v, u]
+            for sgn in (1, -1):
+                ok = np.concatenate([sgn * d > threshold] * 2)
+                run = best = 0
+                for b in ok:
+                    run = run + 1 if b else 0
+                    best = max(best, run)
+                if best >= arc:
+                    score[v, u] = np.maximum(np.abs(d) - threshold, 0).sum()
+    return score
+
+
+def test_fast_keypoints_equal_the_per_pixel_definition():
+    from scipy.ndimage import maximum_filter
+    rng = np.random.default_rng(4)
+    img = np.zeros((61, 61), np.float32)
+    img[rng.integers(0, 61, 300), rng.integers(0, 61, 300)] = rng.uniform(30, 255, 300)
+    img[20:35, 10:22] = 200.0
+    score = _fast_reference(img, 45.0)
+    c = 30.0
+    vv, uu = np.mgrid[0:61, 0:61]
+    score[(uu - c) ** 2 + (vv - c) ** 2 > (c - 4) ** 2] = 0
+    peak = (score > 0) & (score >= maximum_filter(score, size=3, mode="constant"))
+    v, u = np.nonzero(peak)
+    ref = {(int(a), int(b)) for a, b in zip(u, v)}
+    got = fast_keypoints(img, 45.0, 10_000)
+    assert len(ref) > 10
+    assert {(int(a), int(b)) for a, b in got} == ref

@@ -105,3 +105,45 @@ def test_shipped_weights_are_small_and_plain():
     state = torch.load(p, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert int(state["pca_fitted"]) == 1
+
+
+def test_inference_path_matches_the_training_graph_and_sparse_local_matches_dense(net):
+    """The eval encoder (BatchNorm folded, channels-last, bf16 stride-8 stage where native) gives the
+    descriptors of the plain graph; local descriptors computed only at keypoints equal the dense map's."""
+    cfg = BevConfig()
+    img = bev_image(_kitti(0), cfg)
+    x = torch.from_numpy(img)[None, None] / 255.0
+    uv = fast_keypoints(img, cfg.fast_threshold, 300)
+    with torch.enable_grad():                       # grad mode: the plain modules
+        g_ref, loc_ref = net(x)
+    d_ref = sample_local(loc_ref.detach(), uv, img.shape[0])
+    for bf16 in (False, True):
+        net.bf16 = bf16
+        with torch.inference_mode():
+            g, f2, f3 = net.encode(x)
+            d = net.local_at(f2, f3, uv, img.shape[0])
+        cos = float((g[0] * g_ref[0].detach()).sum())
+        assert cos > (0.999 if bf16 else 0.99999), (bf16, cos)
+        assert np.median((d * d_ref).sum(1)) > (0.999 if bf16 else 0.99999), bf16
+    net.bf16 = BevConfig().bf16
+    # the folded encoder follows the weights: changing a BatchNorm statistic changes the output
+    with torch.no_grad():
+        before = net.encode(x)[0].clone()
+        net.stage2[1].running_mean += 0.5
+        after = net.encode(x)[0].clone()
+        net.stage2[1].running_mean -= 0.5
+    assert float((before * after).sum()) < 0.9999
+
+
+def test_whitened_pca_equalises_the_component_variances():
+    rng = np.random.default_rng(0)
+    net = ReinNet(pca_dim=16)
+    D = net.vlad.centroids.numel()
+    basis = np.linalg.qr(rng.standard_normal((D, 16)))[0].T                  # (16, D) orthonormal
+    V = (rng.standard_normal((500, 16)) * np.geomspace(10.0, 0.1, 16)) @ basis
+    net.fit_pca(V.astype(np.float32), whiten_power=0.0)
+    sd_plain = ((torch.as_tensor(V, dtype=torch.float32) - net.pca_mean) @ net.pca_matrix.T).std(0)
+    assert sd_plain[0] / sd_plain[-1] > 50
+    net.fit_pca(V.astype(np.float32), whiten_power=1.0, eps_rel=0.0)
+    sd = ((torch.as_tensor(V, dtype=torch.float32) - net.pca_mean) @ net.pca_matrix.T).std(0)
+    assert float(sd.max() / sd.min()) < 1.05

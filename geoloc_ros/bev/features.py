@@ -9,7 +9,7 @@ import torch
 
 from geoloc_ros.bev.image import pixels_to_metres, scan_to_bev
 from geoloc_ros.bev.pose import fast_keypoints
-from geoloc_ros.bev.rein import ReinNet, sample_local
+from geoloc_ros.bev.rein import ReinNet
 
 __all__ = ["Features", "extract_features", "features_from_scan"]
 
@@ -23,14 +23,18 @@ class Features:
     timings_ms: dict = field(default_factory=dict)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_features(net: ReinNet, img: np.ndarray, cfg) -> Features:
-    """Run REIN on one (S, S) 0..255 BEV image; FAST keypoints and their local descriptors."""
+    """Run REIN on one (S, S) 0..255 BEV image; FAST keypoints and their local descriptors.
+
+    The local descriptors are those of the dense map (``sample_local(net(x)[1], uv)``), computed
+    only around the keypoints (:meth:`ReinNet.local_at`).
+    """
     t0 = time.perf_counter()
-    g, local = net(torch.from_numpy(np.ascontiguousarray(img, np.float32) / 255.0)[None, None])
+    g, f2, f3 = net.encode(torch.from_numpy(np.ascontiguousarray(img, np.float32) / 255.0)[None, None])
     t1 = time.perf_counter()
     uv = fast_keypoints(img, cfg.fast_threshold, cfg.max_keypoints)
-    d = sample_local(local, uv, img.shape[0])
+    d = net.local_at(f2, f3, uv, img.shape[0])
     t2 = time.perf_counter()
     return Features(g[0].numpy().astype(np.float32), pixels_to_metres(uv, cfg).astype(np.float32), d,
                     {"network": (t1 - t0) * 1e3, "keypoints": (t2 - t1) * 1e3})

@@ -57,13 +57,12 @@ def clean_points(pts: np.ndarray, cfg) -> np.ndarray:
     pts = np.asarray(pts, float)
     if pts.ndim != 2 or pts.shape[0] == 0:
         raise BevInputError("empty scan")
-    finite = np.all(np.isfinite(pts[:, :3]), axis=1)
-    n_bad = int((~finite).sum())
-    p = pts[finite, :3]
-    keep = ((np.abs(p[:, 0]) < cfg.crop_m) & (np.abs(p[:, 1]) < cfg.crop_m)
-            & (p[:, 2] > cfg.z_min_m) & (p[:, 2] < cfg.z_max_m))
-    p = p[keep]
+    x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
+    # comparisons with NaN are False and |inf| is beyond the crop: non-finite points drop out here
+    keep = (np.abs(x) < cfg.crop_m) & (np.abs(y) < cfg.crop_m) & (z > cfg.z_min_m) & (z < cfg.z_max_m)
+    p = pts[keep, :3]
     if len(p) < cfg.min_points:
+        n_bad = int((~np.all(np.isfinite(pts[:, :3]), axis=1)).sum())
         extra = f" ({n_bad} NaN/inf points dropped)" if n_bad else ""
         raise BevInputError(f"only {len(p)} usable points in the {cfg.crop_m:g} m crop, "
                             f"need {cfg.min_points}{extra}")
@@ -77,18 +76,21 @@ def bev_image(pts_base: np.ndarray, cfg) -> np.ndarray:
     ``max_points_per_cell``, and the image is scaled so its maximum is 255.
     """
     p = clean_points(pts_base, cfg)
-    ijk = np.floor(p / cfg.voxel_m + 0.5).astype(np.int64)   # voxels centred on multiples of voxel_m
-    lo = ijk.min(0)
-    ijk -= lo
-    dims = ijk.max(0) + 1
-    keys = np.unique((ijk[:, 0] * dims[1] + ijk[:, 1]) * dims[2] + ijk[:, 2])
-    ij = np.stack([keys // (dims[1] * dims[2]), (keys // dims[2]) % dims[1]], 1) + lo[:2]
-    centres = ij * cfg.voxel_m
+    v = cfg.voxel_m
+    q = np.floor(p / v + 0.5)                                  # voxel indices, centred on multiples of v
+    lo = np.floor(np.array([-cfg.crop_m, -cfg.crop_m, cfg.z_min_m]) / v + 0.5)   # bounds of the crop box
+    dims = (np.floor(np.array([cfg.crop_m, cfg.crop_m, cfg.z_max_m]) / v + 0.5) - lo + 1).astype(np.int64)
+    flat = ((q - lo) @ np.array([dims[1] * dims[2], dims[2], 1], float)).astype(np.int64)
+    occ = np.zeros(int(np.prod(dims)), bool)                   # occupied voxels
+    occ[flat] = True
+    column = occ.reshape(dims).sum(2)                          # occupied voxels per (i, j) column
+    i, j = np.nonzero(column)
+    centres = (np.stack([i, j], 1) + lo[:2]) * v
     S = image_size(cfg)
     uv = np.rint(metres_to_pixels(centres, cfg)).astype(np.int64)
     ok = (uv[:, 0] >= 0) & (uv[:, 0] < S) & (uv[:, 1] >= 0) & (uv[:, 1] < S)
-    uv = uv[ok]
-    counts = np.bincount(uv[:, 1] * S + uv[:, 0], minlength=S * S).reshape(S, S)
+    counts = np.bincount(uv[ok, 1] * S + uv[ok, 0], weights=column[i[ok], j[ok]],
+                         minlength=S * S).reshape(S, S)
     img = np.minimum(counts, cfg.max_points_per_cell).astype(np.float32)
     m = img.max()
     if m <= 0:

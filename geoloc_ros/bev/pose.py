@@ -39,6 +39,16 @@ def _arc_table(arc: int) -> np.ndarray:
     return best >= arc
 
 
+@functools.lru_cache(maxsize=8)
+def _outside_disc(H: int, W: int, r: float) -> np.ndarray:
+    """(H, W) bool: pixels farther than ``r`` from the image centre ((H-1)/2 in both axes)."""
+    c = (H - 1) / 2.0
+    vv, uu = np.mgrid[0:H, 0:W]
+    out = (uu - c) ** 2 + (vv - c) ** 2 > r * r
+    out.setflags(write=False)
+    return out
+
+
 def fast_keypoints(img: np.ndarray, threshold: float = 20.0, max_keypoints: int = 400,
                    arc: int = 9, radius_px: float | None = None) -> np.ndarray:
     """(K, 2) float pixel coordinates (u=col, v=row) of FAST-``arc`` corners, strongest first.
@@ -51,16 +61,21 @@ def fast_keypoints(img: np.ndarray, threshold: float = 20.0, max_keypoints: int 
     img = np.asarray(img, np.float32)
     H, W = img.shape
     pad = np.pad(img, 3)
-    ring = np.stack([pad[3 + dv:3 + dv + H, 3 + du:3 + du + W] for du, dv in _CIRCLE])  # (16,H,W)
-    diff = ring - img[None]
-    weights = (1 << np.arange(16, dtype=np.int32))[:, None, None]
+    # High-speed test: an arc of >= 9 of the 16 pixels holds at least 2 of the 4 compass pixels,
+    # so only pixels with 2 compass pixels brighter (or darker) than threshold can be corners.
+    compass = np.stack([pad[3 + dv:3 + dv + H, 3 + du:3 + du + W] for du, dv in _CIRCLE[::4]]) - img[None]
+    cand = ((compass > threshold).sum(0) >= 2) | ((compass < -threshold).sum(0) >= 2) if arc >= 9 \
+        else np.ones((H, W), bool)
+    cv, cu = np.nonzero(cand)
+    ring = pad[cv[None] + 3 + _CIRCLE[:, 1:2], cu[None] + 3 + _CIRCLE[:, 0:1]]        # (16, n)
+    diff = ring - img[cv, cu][None]
+    weights = (1 << np.arange(16, dtype=np.int32))[:, None]
     lut = _arc_table(arc)
     corner = lut[((diff > threshold) * weights).sum(0)] | lut[((diff < -threshold) * weights).sum(0)]
-    score = np.where(corner, np.maximum(np.abs(diff) - threshold, 0).sum(0), 0.0)
+    score = np.zeros((H, W), np.float32)
+    score[cv, cu] = np.where(corner, np.maximum(np.abs(diff) - threshold, 0).sum(0), 0.0)
     c = (H - 1) / 2.0
-    r = radius_px if radius_px is not None else c - 4
-    vv, uu = np.mgrid[0:H, 0:W]
-    score[(uu - c) ** 2 + (vv - c) ** 2 > r * r] = 0
+    score[_outside_disc(H, W, float(radius_px if radius_px is not None else c - 4))] = 0
     peak = (score > 0) & (score >= maximum_filter(score, size=3, mode="constant"))
     v, u = np.nonzero(peak)
     s = score[v, u]
@@ -68,11 +83,17 @@ def fast_keypoints(img: np.ndarray, threshold: float = 20.0, max_keypoints: int 
     return np.stack([u[order], v[order]], 1).astype(np.float64)
 
 
-def mutual_matches(d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
-    """(M, 2) index pairs (i in d1, j in d2) that are each other's nearest neighbour (cosine)."""
+def _similarity(d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
+    """(N1, N2) float32 cosine similarities of unit descriptors."""
+    return np.asarray(d1, np.float32) @ np.asarray(d2, np.float32).T
+
+
+def mutual_matches(d1: np.ndarray, d2: np.ndarray, sim: np.ndarray | None = None) -> np.ndarray:
+    """(M, 2) index pairs (i in d1, j in d2) that are each other's nearest neighbour (cosine);
+    ``sim`` (N1, N2): their similarities when already computed."""
     if len(d1) == 0 or len(d2) == 0:
         return np.zeros((0, 2), np.int64)
-    sim = np.asarray(d1, np.float32) @ np.asarray(d2, np.float32).T
+    sim = _similarity(d1, d2) if sim is None else sim
     nn12 = sim.argmax(1)
     nn21 = sim.argmax(0)
     i = np.nonzero(nn21[nn12] == np.arange(len(d1)))[0]
@@ -107,9 +128,9 @@ class PoseResult:
         return se2(self.x_m, self.y_m, self.yaw_rad)
 
 
-def top_k_matches(d1: np.ndarray, d2: np.ndarray, k: int) -> np.ndarray:
+def top_k_matches(d1: np.ndarray, d2: np.ndarray, k: int, sim: np.ndarray | None = None) -> np.ndarray:
     """(N1, k) indices of the ``k`` most similar rows of d2 for every row of d1 (cosine), best first."""
-    sim = np.asarray(d1, np.float32) @ np.asarray(d2, np.float32).T
+    sim = _similarity(d1, d2) if sim is None else sim
     k = min(k, sim.shape[1])
     idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(sim, idx, 1), axis=1)
@@ -156,9 +177,10 @@ def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, de
     nq, nk = len(kp_q_m), len(kp_k_m)
     if min(nq, nk) < max(cfg.min_inliers, 3):
         return PoseResult(False, f"only {min(nq, nk)} keypoints (< {cfg.min_inliers})")
-    m = mutual_matches(desc_q, desc_k)
+    sim = _similarity(desc_q, desc_k)
+    m = mutual_matches(desc_q, desc_k, sim)
     n = len(m)
-    cand = top_k_matches(desc_q, desc_k, cfg.match_top_k)                  # (nq, k)
+    cand = top_k_matches(desc_q, desc_k, cfg.match_top_k, sim)             # (nq, k)
     pc = kp_k_m[cand]                                                       # (nq, k, 2)
     thr = cfg.inlier_threshold_m
     h = cfg.ransac_iterations // 2

@@ -16,6 +16,7 @@ and of the stride-8 maps share the normalised coordinate ``2*u/(S-1) - 1``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from importlib import resources
@@ -57,6 +58,84 @@ def rotate_images(x: torch.Tensor, angle_rad: float | torch.Tensor) -> torch.Ten
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
+_GRIDS: dict = {}
+
+
+def _rotation_grid(angles_rad: tuple, shape: tuple, dtype, device) -> torch.Tensor:
+    """Cached ``affine_grid`` of :func:`rotate_images` for fixed angles (R,) and map shape (C, H, W)."""
+    key = (angles_rad, shape, dtype, device)
+    g = _GRIDS.get(key)
+    if g is None:
+        with torch.inference_mode(False), torch.no_grad():   # usable later in autograd too
+            a = torch.tensor(angles_rad, dtype=dtype, device=device)
+            g = F.affine_grid(_rotation_theta(-a), [len(angles_rad), *shape], align_corners=True)
+        if len(_GRIDS) > 64:
+            _GRIDS.clear()
+        _GRIDS[key] = g
+    return g
+
+
+def _rotate_fixed(x: torch.Tensor, angles_rad: tuple) -> torch.Tensor:
+    """:func:`rotate_images` of (B*R, C, H, W) maps, map ``i`` by ``angles_rad[i % R]``, with a cached grid."""
+    R = len(angles_rad)
+    g = _rotation_grid(angles_rad, tuple(x.shape[1:]), x.dtype, x.device)
+    g = g.repeat(x.shape[0] // R, 1, 1, 1) if x.shape[0] != R else g
+    return F.grid_sample(x, g, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _fold_bn(block: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of conv(no bias) -> BatchNorm with its eval statistics folded into one conv."""
+    conv, bn = block[0], block[1]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return ((conv.weight * scale[:, None, None, None]).contiguous(memory_format=torch.channels_last),
+            bn.bias - bn.running_mean * scale)
+
+
+class _InferenceEncoder:
+    """The encoder for inference: BatchNorm folded, channels-last, the last 1x1 conv as a matmul,
+    optionally the stride-8 stage in bfloat16 (native on CPUs with AVX512-BF16/AMX). Built from, and
+    frozen at, a ReinNet's state."""
+
+    def __init__(self, net: "ReinNet", bf16: bool):
+        with torch.inference_mode(False), torch.no_grad():
+            self.convs = [(*_fold_bn(m), m[0].stride, m[0].padding)
+                          for m in (net.stage1, net.stage2, net.stage3[0], net.stage3[1])]
+            last = net.stage3[2]
+            self.w_last = last.weight[:, :, 0, 0].T.contiguous().clone()          # (w3, 128)
+            self.b_last = last.bias.clone()
+        self.bf16 = bf16
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x.contiguous(memory_format=torch.channels_last)
+        for k, (w, b, st, pad) in enumerate(self.convs):
+            if k == 2:
+                f2 = h                         # stride-4 features (float32: they feed the local descriptors)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16 and k >= 2):   # stride-8 stage
+                h = F.relu(F.conv2d(h, w, b, st, pad), inplace=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            nhwc = h.permute(0, 2, 3, 1)                              # a view: h is channels-last
+            f3 = torch.addmm(self.b_last.to(nhwc.dtype), nhwc.reshape(-1, nhwc.shape[-1]), self.w_last.to(nhwc.dtype))
+            f3 = f3.view(*nhwc.shape[:3], -1).permute(0, 3, 1, 2)      # (N, 128, h, w) channels-last
+        return f2.float(), f3.float()
+
+
+@functools.lru_cache(maxsize=1)
+def _bf16_native() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN with AVX512-BF16 / AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.lru_cache(maxsize=8)
+def _disc_mask(n: int, device: torch.device) -> torch.Tensor:
+    """(n, n) float 0/1 mask of the disc inscribed in an n x n map (cached; never modified)."""
+    with torch.inference_mode(False):
+        r = torch.linspace(-1.0, 1.0, n, device=device)
+        return ((r[None, :] ** 2 + r[:, None] ** 2) <= 1.0).float()
+
+
 class NetVLAD(nn.Module):
     """NetVLAD pooling of (B, D, H, W) features with an optional (B, H*W) location weight."""
 
@@ -78,17 +157,23 @@ class NetVLAD(nn.Module):
     def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         B, D = x.shape[:2]
         x = F.normalize(x, dim=1)
-        a = F.softmax(self.assign(x).flatten(2), dim=1)          # (B, K, N)
+        xf = x.flatten(2)                                         # (B, D, N)
+        logits = torch.matmul(self.assign.weight[:, :, 0, 0], xf) + self.assign.bias[:, None]
+        a = F.softmax(logits, dim=1)                              # (B, K, N)
         if weight is not None:
             a = a * weight[:, None, :]
-        xf = x.flatten(2)                                         # (B, D, N)
         vlad = torch.einsum("bkn,bdn->bkd", a, xf) - a.sum(2)[:, :, None] * self.centroids[None]
         vlad = F.normalize(vlad, dim=2).flatten(1)
         return F.normalize(vlad, dim=1)
 
 
 class ReinNet(nn.Module):
-    """Rotation-equivariant encoder + NetVLAD. ``forward(x (B,1,S,S)) -> (g (B,G), local (B,128,S/4,S/4))``."""
+    """Rotation-equivariant encoder + NetVLAD. ``forward(x (B,1,S,S)) -> (g (B,G), local (B,128,S/4,S/4))``.
+
+    In eval mode the encoder runs with BatchNorm folded into the convolutions, channels-last (built
+    lazily, rebuilt whenever a parameter or statistic changes); :meth:`encode` + :meth:`local_at`
+    give the global descriptor and the local descriptors at given pixels without the dense local map.
+    """
 
     def __init__(self, num_rotations: int = 8, widths=(16, 32, 64), feat_dim: int = 128,
                  clusters: int = 64, pca_dim: int = 256):
@@ -106,14 +191,33 @@ class ReinNet(nn.Module):
         self.register_buffer("pca_mean", torch.zeros(vlad_dim))
         self.register_buffer("pca_matrix", torch.zeros(pca_dim, vlad_dim))
         self.register_buffer("pca_fitted", torch.zeros((), dtype=torch.uint8))
+        self._fused = None            # (key, _InferenceEncoder) for eval mode
+        self.bf16 = False             # eval-mode encoder in bfloat16 where the CPU has it natively
 
     @property
     def global_dim(self) -> int:
         return self.pca_dim if int(self.pca_fitted) else self.vlad.centroids.numel()
 
     def _disc(self, n: int, device) -> torch.Tensor:
-        r = torch.linspace(-1.0, 1.0, n, device=device)
-        return ((r[None, :] ** 2 + r[:, None] ** 2) <= 1.0).float()
+        return _disc_mask(n, torch.device(device))
+
+    def _encoder_key(self) -> tuple | None:
+        """Identity and version of every encoder parameter/statistic (None: not trackable)."""
+        try:
+            return tuple((t.data_ptr(), t._version) for m in (self.stage1, self.stage2, self.stage3)
+                         for t in list(m.parameters()) + list(m.buffers()))
+        except RuntimeError:          # tensors created under inference_mode carry no version
+            return None
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shared encoder on (N, 1, S, S): (N, w2, S/4, S/4) and (N, 128, S/8, S/8)."""
+        if self.training or torch.is_grad_enabled():
+            f2 = self.stage2(self.stage1(x))
+            return f2, self.stage3(f2)
+        key = (self._encoder_key(), bool(self.bf16) and _bf16_native())
+        if self._fused is None or key[0] is None or self._fused[0] != key:
+            self._fused = (key, _InferenceEncoder(self, key[1]))
+        return self._fused[1](x)
 
     def features(self, x: torch.Tensor):
         """Group-pooled equivariant maps: (B, w2, S/4, S/4) and (B, 128, S/8, S/8).
@@ -127,19 +231,19 @@ class ReinNet(nn.Module):
         if R % 4:
             angles = torch.arange(R, dtype=x.dtype, device=x.device) * (2 * math.pi / R)
             xr = rotate_images(x.repeat_interleave(R, 0), angles.repeat(B))
-            f2 = self.stage2(self.stage1(xr))
-            f3 = self.stage3(f2)
+            f2, f3 = self._encode(xr)
             back = (-angles).repeat(B)
             return (rotate_images(f2, back).unflatten(0, (B, R)).amax(1),
                     rotate_images(f3, back).unflatten(0, (B, R)).amax(1))
         q = R // 4
-        base = torch.arange(q, dtype=x.dtype, device=x.device) * (2 * math.pi / R)
-        xb = x[:, None].repeat(1, q, 1, 1, 1)                                  # (B, q, 1, S, S)
+        base = tuple(k * (2 * math.pi / R) for k in range(1, q))       # base rotations in (0, 90) deg
+        xb = [x[:, None]]
         if q > 1:
-            xb[:, 1:] = rotate_images(x.repeat_interleave(q - 1, 0), base[1:].repeat(B)).unflatten(0, (B, q - 1))
+            xb.append(_rotate_fixed(x.repeat_interleave(q - 1, 0), base).unflatten(0, (B, q - 1)))
+        xb = torch.cat(xb, 1)                                                  # (B, q, 1, S, S)
         xr = torch.stack([torch.rot90(xb, -m, dims=(3, 4)) for m in range(4)], 1)  # (B, 4, q, 1, S, S)
-        f2 = self.stage2(self.stage1(xr.flatten(0, 2)))
-        f3 = self.stage3(f2)
+        f2, f3 = self._encode(xr.flatten(0, 2))
+        back = tuple(-a for a in base)
 
         def pool(f):
             f = f.unflatten(0, (B, 4, q))
@@ -147,30 +251,80 @@ class ReinNet(nn.Module):
             out = f[:, :, 0].amax(1)
             if q > 1:
                 g = f[:, :, 1:].transpose(1, 2).flatten(0, 2)                  # (B*(q-1)*4, C, h, w)
-                ang = (-base[1:]).repeat_interleave(4).repeat(B)
-                g = rotate_images(g, ang).unflatten(0, (B, (q - 1) * 4)).amax(1)
-                out = torch.maximum(out, g)
+                g = _rotate_fixed(g, tuple(a for a in back for _ in range(4)))
+                out = torch.maximum(out, g.unflatten(0, (B, (q - 1) * 4)).amax(1))
             return out
         return pool(f2), pool(f3)
 
-    def forward(self, x: torch.Tensor):
+    def encode(self, x: torch.Tensor):
+        """(g (B, G), f2 (B, w2, S/4, S/4), f3 (B, 128, S/8, S/8)): global descriptor and pooled maps."""
         f2, f3 = self.features(x)
-        up = F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=True)
-        local = F.normalize(self.local_head(torch.cat([f2, up], 1)), dim=1)
         disc = self._disc(f3.shape[-1], f3.device).flatten()[None].expand(x.shape[0], -1)
         g = self.vlad(f3, disc)
         if int(self.pca_fitted):
             g = F.normalize((g - self.pca_mean) @ self.pca_matrix.T, dim=1)
-        return g, local
+        return g, f2, f3
 
-    def fit_pca(self, vlads: np.ndarray) -> None:
-        """Fit the PCA projection on (N, K*D) raw NetVLAD descriptors (N >= pca_dim advisable)."""
+    def local_map(self, f2: torch.Tensor, f3: torch.Tensor) -> torch.Tensor:
+        """Dense L2-normalised local features (B, 128, S/4, S/4) from the pooled maps."""
+        up = F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=True)
+        return F.normalize(self.local_head(torch.cat([f2, up], 1)), dim=1)
+
+    def forward(self, x: torch.Tensor):
+        g, f2, f3 = self.encode(x)
+        return g, self.local_map(f2, f3)
+
+    def local_at(self, f2: torch.Tensor, f3: torch.Tensor, uv: np.ndarray, image_size: int) -> np.ndarray:
+        """(K, 128) float32 local descriptors at (K, 2) image pixels (u, v) of image 0, without the dense map.
+
+        Equal (to float rounding) to ``sample_local(local_map(f2, f3), uv, image_size)``: the head is
+        evaluated only at the stride-4 grid nodes around the pixels, then bilinearly interpolated.
+        """
+        if len(uv) == 0:
+            return np.zeros((0, self.local_head.out_channels), np.float32)
+        h, w = f2.shape[-2:]
+        c = torch.as_tensor(np.asarray(uv, np.float64) * ((w - 1) / (image_size - 1)), dtype=f2.dtype)
+        c0 = torch.floor(c).clamp_(0, w - 1)
+        frac = c - c0
+        c0 = c0.long()
+        nodes, wts = [], []
+        for dv in (0, 1):
+            for du in (0, 1):
+                u = (c0[:, 0] + du).clamp(max=w - 1)
+                v = (c0[:, 1] + dv).clamp(max=h - 1)
+                wu = frac[:, 0] if du else 1 - frac[:, 0]
+                wv = frac[:, 1] if dv else 1 - frac[:, 1]
+                inside = ((c0[:, 0] + du) < w) & ((c0[:, 1] + dv) < h)
+                nodes.append(v * w + u)
+                wts.append(wu * wv * inside)
+        nodes, wts = torch.stack(nodes), torch.stack(wts)                        # (4, K)
+        uniq, inv = torch.unique(nodes, return_inverse=True)
+        nu, nv = (uniq % w).to(f2.dtype), (uniq // w).to(f2.dtype)
+        gx = nu * (2.0 / (w - 1)) - 1.0 if w > 1 else nu * 0
+        gy = nv * (2.0 / (h - 1)) - 1.0 if h > 1 else nv * 0
+        grid = torch.stack([gx, gy], 1)[None, None]                              # (1, 1, U, 2)
+        up = F.grid_sample(f3[:1], grid, mode="bilinear", align_corners=True)[0, :, 0]   # (128, U)
+        a = torch.cat([f2[0].flatten(1)[:, uniq], up], 0)                        # (w2+128, U)
+        W = self.local_head.weight[:, :, 0, 0]
+        loc = F.normalize(W @ a + self.local_head.bias[:, None], dim=0)          # (128, U)
+        d = (loc[:, inv] * wts[None]).sum(1)                                     # (128, K)
+        return F.normalize(d.T, dim=1).numpy().astype(np.float32)
+
+    def fit_pca(self, vlads: np.ndarray, whiten_power: float = 0.0, eps_rel: float = 0.01) -> None:
+        """Fit the PCA projection on (N, K*D) raw NetVLAD descriptors (N >= pca_dim advisable).
+
+        ``whiten_power`` p scales component k by ``(sigma_k + eps)^-p`` (sigma_k its standard deviation,
+        eps = ``eps_rel`` * sigma_0): 0 is plain PCA, 1 full whitening, between them partial whitening.
+        """
         v = torch.as_tensor(vlads, dtype=torch.float32)
         mean = v.mean(0)
-        _, _, Vt = torch.linalg.svd(v - mean, full_matrices=False)
+        _, S, Vt = torch.linalg.svd(v - mean, full_matrices=False)
         k = min(self.pca_dim, Vt.shape[0])
         M = torch.zeros(self.pca_dim, v.shape[1])
         M[:k] = Vt[:k]
+        if whiten_power:
+            sd = S[:k] / math.sqrt(max(len(v) - 1, 1))
+            M[:k] *= ((sd + eps_rel * sd[0]) / sd[0]).pow(-whiten_power)[:, None]
         with torch.no_grad():
             self.pca_mean.copy_(mean)
             self.pca_matrix.copy_(M)
@@ -209,6 +363,7 @@ def load_rein(cfg=None, path: str | Path | None = None, allow_random: bool = Fal
     if not p.is_file():
         if allow_random:
             net.eval()
+            net.bf16 = bool(getattr(cfg, "bf16", False))
             net.weights_path = None
             return net
         raise WeightsError(f"REIN weights not found: {p} (run `geoloc train` or set bev.weights)")
@@ -236,5 +391,6 @@ def load_rein(cfg=None, path: str | Path | None = None, allow_random: bool = Fal
         raise WeightsError(f"{p}: weights do not fit the REIN network ({' | '.join(parts)})")
     net.load_state_dict(state)
     net.eval()
+    net.bf16 = bool(getattr(cfg, "bf16", False))
     net.weights_path = p
     return net
