@@ -207,7 +207,12 @@ def node_rows(quick: bool) -> dict:
         publish_wall = (max(flood_sent.values()) - min(flood_sent.values())) if flood_sent else float("nan")
         t += n_flood / flood_hz
         drained = wait(lambda: node.pending() == 0, 30.0)
-        time.sleep(0.3)
+        # DDS may still deliver a backlog after the node's queues ran empty: wait for quiet
+        n_rx, t_quiet = -1, time.monotonic()
+        while time.monotonic() - t_quiet < 0.5 and time.monotonic() - t_wall0 < 60.0:
+            if imu_st.received != n_rx or node.pending():
+                n_rx, t_quiet = imu_st.received, time.monotonic()
+            time.sleep(0.02)
         lat_ms["flood"] = [1e3 * (w - flood_sent[ts]) for ts, w in receipts if ts in flood_sent]
         out["flood.messages"] = len(flood_sent)
         out["flood.publish_hz"] = len(flood_sent) / max(publish_wall, 1e-9)

@@ -22,6 +22,7 @@ def drain(q, timeout_s=0.5):
     out, t_end = [], time.monotonic() + timeout_s
     while time.monotonic() < t_end:
         b = q.take(0.05)
+        q.done(len(b))
         out += b
         if not b and not len(q):
             break
@@ -35,6 +36,7 @@ def test_a_measurement_waits_for_the_imu_up_to_its_stamp():
         q.put("imu", imu(0.01 * i), now)
     q.put("points", scan(0.1), now)         # the scan of t = 0.1 arrives before its IMU
     first = q.take(0.05)
+    q.done(len(first))
     assert [n for n, _, _ in first] == ["imu"] * 5, "the scan must not overtake the IMU before it"
     for i in range(5, 12):                  # the late IMU arrives
         q.put("imu", imu(0.01 * i), time.monotonic())
@@ -75,7 +77,10 @@ def test_a_backlog_is_merged_not_dropped_and_keeps_the_motion():
     for i in range(n):
         q.put("imu", imu(0.001 * i, ax[i]), old)
     out = q.take(0.1)
-    assert len(out) == 50 and q.merged == n - 50 and len(q) == 0
+    assert len(out) == 50 and q.merged == n - 50
+    assert len(q) == 50, "taken events stay pending until done()"
+    q.done(len(out))
+    assert len(q) == 0
     assert [e.t for _, e, _ in out] == sorted(e.t for _, e, _ in out)
     # zero-order hold of the merged samples integrates to the same velocity as the raw ones
     t = np.array([e.t for _, e, _ in out] + [n * 0.001])

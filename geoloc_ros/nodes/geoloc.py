@@ -106,7 +106,6 @@ class GeolocNode(Node):
         self._t_input: dict[str, float] = {}   # newest processed stamp per input (s)
         self._old_base_guard = (0.0, 0.0)      # (until wall s, new base stamp) after a jump
         self._clock_last: float | None = None
-        self._in_batch = 0                     # taken from the queues, not yet processed
         self._last_pub_wall = 0.0
         self._last_path_wall = 0.0
         self._last_cand_id = {"bev": None, "objects": None}
@@ -239,7 +238,6 @@ class GeolocNode(Node):
         batch's newest estimate once: under load the publishing cost does not grow with the rate."""
         while self._running:
             batch = self.queue.take(0.1)
-            self._in_batch = len(batch)
             newest = None
             for name, e, t_rx in batch:
                 try:
@@ -250,14 +248,13 @@ class GeolocNode(Node):
                     self.diag[name].reject("pipeline_error")
                     log_throttled(self, "pipeline", f"pipeline failed on {type(e).__name__}: "
                                   f"{type(ex).__name__}: {ex}", level="error")
-                self._in_batch -= 1
             if newest is not None:
                 try:
                     self._publish_estimate(*newest)
                 except Exception as ex:  # noqa: BLE001
                     log_throttled(self, "publish", f"publishing failed: {type(ex).__name__}: {ex}",
                                   level="error")
-            self._in_batch = 0
+            self.queue.done(len(batch))   # pending until processed and published
 
     def unaccounted(self, name: str) -> int:
         """Messages of input ``name`` that the node received but neither processed, rejected
@@ -271,8 +268,8 @@ class GeolocNode(Node):
                    - self.queue.merged_by.get(name, 0) - held)
 
     def pending(self) -> int:
-        """Events received and not yet processed (queues + the batch in hand)."""
-        return len(self.queue) + self._in_batch
+        """Events received and not yet processed (queued, or taken and not yet published)."""
+        return len(self.queue)
 
     def _process(self, name: str, e, t_rx: float):
         """One event through the pipeline; returns its estimate (None when there is none)."""

@@ -84,6 +84,7 @@ class InputQueues:
         self.max_batch = max(1, int(max_batch))
         self.imu_min_period_s = 1.0 / imu_max_rate_hz if imu_max_rate_hz > 0 else 0.0
         self._idle = False
+        self._in_hand = 0
         self._streams: dict[str, _Stream] = {}
         self._cv = threading.Condition()
         self._seq = 0
@@ -160,10 +161,16 @@ class InputQueues:
                     self._idle = False
                 else:
                     self._cv.wait(min(t_end - now, max(oldest + self.window_s - now, 0.005)))
-        if out:
-            behind = now - min(t for _, _, t in out) > self.max_latency_s
-            out = self._merge_imu_runs(out, self.imu_merge_period_s if behind else self.imu_min_period_s)
+            if out:
+                behind = now - min(t for _, _, t in out) > self.max_latency_s
+                out = self._merge_imu_runs(out, self.imu_merge_period_s if behind else self.imu_min_period_s)
+            self._in_hand = len(out)   # counted as pending until done() (no gap for pending())
         return out
+
+    def done(self, n: int = 1) -> None:
+        """The consumer finished ``n`` of the events it took."""
+        with self._cv:
+            self._in_hand = max(0, self._in_hand - n)
 
     def _merge_imu_runs(self, batch: list, period_s: float) -> list:
         """Fold runs of consecutive IMU samples closer than ``period_s`` into one per period
@@ -207,8 +214,9 @@ class InputQueues:
                 s.items.clear()
 
     def __len__(self) -> int:
+        """Events waiting plus those taken and not yet done."""
         with self._cv:
-            return sum(len(s.items) for s in self._streams.values())
+            return sum(len(s.items) for s in self._streams.values()) + self._in_hand
 
     @property
     def dropped(self) -> int:
