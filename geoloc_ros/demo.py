@@ -65,6 +65,12 @@ def run_demo(out: Path, seed: int = 1, scenario: str = "demo") -> int:
             engine_stats=engine_stats_dict(res.stats), engine_fixes=res.engine_fixes))
         notes.append(f"`{run}` replayed from the {layout} bag with profile `{profile}`: "
                      f"{res.bag_s:.0f} s of data in {res.wall_s:.0f} s.")
+        if not len(a["t"]):   # say why a run has no estimate at all
+            counts = "; ".join(f"{name}: {st.queries} queries, {st.fixes} fixes, {st.accepted} accepted"
+                               for name, st in res.stats.items() if st.queries)
+            notes.append(f"`{run}`: no estimate: the filter was never initialized (a global fix initializes "
+                         f"it only once {cfg.confirm_fixes} agree through odometry over {cfg.confirm_travel_m:g} m); "
+                         f"{counts}.")
 
     _stage(f"4/4 report -> {out / 'report.md'}")
     background = background_from_mapdir(MapDir.open(map_dir))
