@@ -4,7 +4,7 @@
 
 1. check the event's stamp against the newest one (a jump backwards or forwards resets the
    filter), its frame id, and watch for a LiDAR silence ("no scan for N s"); scans lose their
-   non-finite points (counted);
+   non-finite points (counted; :mod:`geoloc_ros.input_checks`);
 2. a LiDAR scan feeds the object engine's submap and, at most every ``bev_period_s``, a BEV
    global query; accepted candidates become pose fixes of the filter;
 3. a camera frame feeds the object engine;
@@ -30,16 +30,12 @@ from geoloc_ros.config import GeolocConfig
 from geoloc_ros.events import (Candidate, CandidateStatus, GnssEvent, ImageEvent, ImuEvent,
                                PoseEstimate, PoseFixEvent, ScanEvent, VelocityEvent, WheelEvent)
 from geoloc_ros.geometry import se2, se2_from_matrix, se3_inverse, wrap_angle, yaw_of
+from geoloc_ros.input_checks import InputChecks
 
 log = logging.getLogger("geoloc_ros.pipeline")
 
 __all__ = ["Localizer", "EngineStats"]
 
-#: a sensor stream (scan, GNSS, camera) whose frame id changes is rejected until this many
-#: consecutive messages arrive in the new frame; then the new frame is the stream's frame
-FRAME_RELATCH_MSGS = 50
-#: a stream delivering this many times its usual rate over one second is counted as a flood
-FLOOD_RATIO = 3.0
 #: uncalibrated gyro bias allowed when fixes are confirmed through the gyro's heading change (rad/s)
 GYRO_BIAS_ALLOWANCE_RPS = 0.01
 
@@ -84,11 +80,6 @@ def _candidate_to_fix(c: Candidate, t: float) -> PoseFixEvent:
     dof = "xyzyaw" if c.source == "objects" else "xyyaw"
     return PoseFixEvent(t=t, T_map_base=c.T_map_base, cov6=c.cov6, source=c.source or "engine",
                         frame_id="map", dof=dof)
-
-
-#: event class -> the input name used in counters
-_KIND = {ImuEvent: "imu", WheelEvent: "wheel", VelocityEvent: "velocity", GnssEvent: "gnss",
-         ScanEvent: "scan", ImageEvent: "image", PoseFixEvent: "fix"}
 
 
 class Localizer:
@@ -138,8 +129,7 @@ class Localizer:
         self._t_last_bev = -np.inf
         self._pending: list[tuple[float, Candidate, np.ndarray | None, float | None]] = []
         self.resets = 0
-        self.counters: Counter = Counter()   # input checks: what was rejected or noticed, and how often
-        self.reasons: dict[str, str] = {}    # the latest such reason per input
+        self.checks = InputChecks(self.cfg)   # frames, NaN points, LiDAR gaps, floods (counted)
         self._reset_input_watch()
 
     # ---- set-up --------------------------------------------------------------------------
@@ -176,12 +166,11 @@ class Localizer:
         """Consume one event; return the newest estimate when the filter produced one."""
         if not self._check_clock(event.t):
             return None
-        self._watch_scans(float(event.t))
-        self._watch_rate(event)
-        if not self._check_frame(event):
+        event = self.checks.admit(event)
+        if event is None:
             return None
         if isinstance(event, ScanEvent):
-            self._on_scan(self._finite_scan(event))
+            self._on_scan(event)
             est = self.filter.estimate() if self.filter_initialized() else None
         elif isinstance(event, ImageEvent):
             self._on_image(event)
@@ -208,22 +197,23 @@ class Localizer:
         return bool(getattr(self.filter, "initialized", True))
 
     # ---- input checks (before anything reaches an engine or the filter) -----------------------
-    def _count(self, key: str, reason: str, n: int = 1) -> None:
-        """Count ``n`` under ``key`` (``<input>.<what>``) and keep ``reason`` as its latest why."""
-        self.counters[key] += int(n)
-        self.reasons[key.split(".")[0]] = reason
-        if self.counters[key] <= 3:
-            log.warning("%s", reason)
+    @property
+    def counters(self) -> Counter:
+        """What the input checks and the clock rejected or noticed, and how often (flat names)."""
+        return self.checks.counters
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """The latest reason per input behind :attr:`counters`."""
+        return self.checks.reasons
 
     def _reset_input_watch(self) -> None:
-        """Forget the stream state the input checks keep (after a reset the time base changed)."""
-        self._t_scan: float | None = None    # stamp of the newest scan (s)
-        self._scan_gap_open = False
-        self._frames: dict[str, list] = {}   # stream -> [frame id, candidate new frame, its run]
+        """Forget the stream state of the input checks and the heading tracker (after a reset the
+        time base changed)."""
+        self.checks.reset_streams()
         self._t_imu: float | None = None
         self._g_dir: list | None = None         # [3] low-passed gravity direction in base_link
         self._yaw_gyro = 0.0                    # heading integrated from the gyro about gravity (rad)
-        self._rates: dict[str, list] = {}       # stream -> [window start s, messages, usual rate Hz, windows]
 
     def _track_heading(self, imu: ImuEvent) -> None:
         """Integrate the gyro about the (low-passed) gravity direction: the heading change that
@@ -254,112 +244,20 @@ class Localizer:
     def _check_clock(self, t: float) -> bool:
         if not np.isfinite(t):
             self.stats["filter"].no_fix_reasons["non-finite stamp"] += 1
-            self._count("clock.non_finite_stamp", "event with a non-finite stamp dropped")
+            self.checks.count("clock.non_finite_stamp", "event with a non-finite stamp dropped")
             return False
         if t < self._t_last - self.time_jump_reset_s:
-            self._count("clock.jumped_backwards", f"time jumped backwards by {self._t_last - t:.2f} s "
+            self.checks.count("clock.jumped_backwards", f"time jumped backwards by {self._t_last - t:.2f} s "
                         "(bag loop?): resetting the filter")
             self.reset()
             self.stats["filter"].no_fix_reasons["reset: time jumped backwards"] += 1
         elif np.isfinite(self._t_last) and t > self._t_last + self.cfg.time_jump_forward_s:
-            self._count("clock.jumped_forwards", f"time jumped forwards by {t - self._t_last:.1f} s (clock "
+            self.checks.count("clock.jumped_forwards", f"time jumped forwards by {t - self._t_last:.1f} s (clock "
                         "jump or restarted recorder): resetting the filter instead of integrating the gap")
             self.reset()
             self.stats["filter"].no_fix_reasons["reset: time jumped forwards"] += 1
         self._t_last = max(self._t_last, t)
         return True
-
-    def _watch_scans(self, t: float) -> None:
-        """Once LiDAR has been seen, a silence over ``scan_timeout_s`` is counted when it starts
-        (``scan.gaps``, reason "no scan for N s"); the scan that ends it logs its length."""
-        if isinstance(self._t_scan, float) and not self._scan_gap_open \
-                and t - self._t_scan > self.cfg.scan_timeout_s:
-            self._scan_gap_open = True
-            self._count("scan.gaps", f"no scan for {t - self._t_scan:.1f} s "
-                        f"(timeout {self.cfg.scan_timeout_s:g} s): LiDAR dropout")
-
-    def _watch_rate(self, event) -> None:
-        """Per input, messages per one-second window against its usual rate (a running mean
-        learned over the first windows and the normal ones after): a window over
-        :data:`FLOOD_RATIO` times the usual rate is counted (``<input>.flood``)."""
-        kind = _KIND.get(type(event)) or next((k for c, k in _KIND.items() if isinstance(event, c)), "other")
-        t = float(event.t)
-        st = self._rates.get(kind)
-        if st is None or t < st[0]:
-            self._rates[kind] = [t, 1, None, 0]
-            return
-        st[1] += 1
-        if t - st[0] < 1.0:
-            return
-        rate = st[1] / (t - st[0])
-        if st[2] is not None and st[3] >= 3 and rate > FLOOD_RATIO * st[2]:
-            self._count(f"{kind}.flood", f"{kind} at {rate:.0f} Hz over the last {t - st[0]:.1f} s, "
-                        f"{rate / st[2]:.1f}x its usual {st[2]:.0f} Hz (flood)")
-        else:
-            st[2] = rate if st[2] is None else st[2] + (rate - st[2]) / min(st[3] + 1, 10)
-            st[3] += 1
-        st[0], st[1] = t, 0
-
-    def _check_frame(self, event) -> bool:
-        """Reject (counted, ``<input>.rejected.wrong frame``) an event in the wrong frame.
-
-        IMU, wheel and velocity events are in ``base_frame`` (the converters applied the
-        extrinsics), pose fixes in ``map_frame``. A sensor stream (scan, GNSS, camera; one per
-        extrinsic, so two LiDARs are two streams) keeps the frame of its first message since the
-        last reset; a message in another frame is rejected
-        until :data:`FRAME_RELATCH_MSGS` consecutive ones arrive in that frame (a re-configured
-        driver), never silently mixed."""
-        got = str(getattr(event, "frame_id", "") or "")
-        if isinstance(event, (ImuEvent, WheelEvent, VelocityEvent)):
-            kind, want = ("imu" if isinstance(event, ImuEvent) else "wheel" if isinstance(event, WheelEvent)
-                          else "velocity"), self.cfg.base_frame
-        elif isinstance(event, PoseFixEvent):
-            kind, want = "fix", self.cfg.map_frame
-        else:
-            kind = "scan" if isinstance(event, ScanEvent) else "gnss" if isinstance(event, GnssEvent) else "image"
-            T = getattr(event, "T_base_sensor", None)   # a second LiDAR/camera is its own stream
-            key = kind if T is None else kind + np.asarray(T, float).tobytes().hex()
-            st = self._frames.setdefault(key, [got, None, 0])
-            want = st[0]
-            if got != want:
-                st[2] = st[2] + 1 if st[1] == got else 1
-                st[1] = got
-                if st[2] >= FRAME_RELATCH_MSGS:
-                    log.warning("%s: %d messages in a row in frame '%s' (was '%s'): taking it as the "
-                                "stream's frame", kind, st[2], got, want)
-                    st[:] = [got, None, 0]
-                    self.counters[f"{kind}.frame_changed"] += 1
-                    return True
-            else:
-                st[1], st[2] = None, 0
-        if got != want:
-            self._count(f"{kind}.rejected.wrong frame", f"{kind} in frame '{got}', expected '{want}': rejected")
-            return False
-        return True
-
-    def _finite_scan(self, scan: ScanEvent) -> ScanEvent:
-        """The scan without its non-finite points (a copy, per-point fields kept aligned); the
-        dropped points and the scans that had any are counted (``scan.nan_points_dropped``,
-        ``scan.nan_scans``). Also ends a LiDAR gap."""
-        if self._scan_gap_open and isinstance(self._t_scan, float):
-            log.warning("scans resumed after %.1f s", scan.t - self._t_scan)
-        self._t_scan, self._scan_gap_open = float(scan.t), False
-        pts = np.asarray(scan.points)
-        if pts.ndim != 2 or pts.shape[-1] < 3:
-            return scan
-        ok = np.isfinite(pts[:, :3]).all(axis=1)
-        n_bad = int(len(ok) - ok.sum())
-        if n_bad == 0:
-            return scan
-        self._count("scan.nan_scans", f"scan at t={scan.t:.3f}: {n_bad} of {len(ok)} points NaN/inf, dropped")
-        self.counters["scan.nan_points_dropped"] += n_bad
-        out = copy.copy(scan)
-        out.points = pts[ok]
-        for name in ("intensity", "point_time_s", "ring"):
-            a = getattr(scan, name, None)
-            if a is not None and np.ndim(a) == 1 and len(a) == len(ok):
-                setattr(out, name, np.asarray(a)[ok])
-        return out
 
     def _odom_pose(self) -> np.ndarray | None:
         """T_odom_base from the filter's newest estimate (continuous frame), None before init."""
