@@ -19,8 +19,8 @@ class BevConfig:
     num_rotations: int = param(8, "rotations of the rotation-equivariant module (360/num_rotations deg steps)")
     torch_threads: int = param(1, "CPU threads torch may use for inference")
     bf16: bool = param(True, "run the stride-8 stage of the REIN encoder in bfloat16 where the CPU does it "
-                       "natively (AVX512-BF16/AMX: network about 12 % faster, global descriptors within 0.1 % "
-                       "cosine of float32, same recall); float32 elsewhere or when false")
+                       "natively (AVX512-BF16/AMX: network about 12 % faster; global descriptors within 1 % cosine of "
+                       "float32, same benchmark recall); float32 elsewhere or when false")
     # --- keypoints and local descriptors -------------------------------------------------------
     fast_threshold: float = param(45.0, "FAST-9 intensity threshold on the 0..255 BEV image")
     max_keypoints: int = param(400, "strongest keypoints kept per BEV image (after 3x3 non-max suppression)")
