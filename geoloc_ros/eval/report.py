@@ -39,7 +39,9 @@ class RunResult:
     T_map_base (K, 4, 4))}`` of every query's answer (NaN pose = no fix), scored against ground
     truth. ``latency_ms``: optional extra stages outside the engines (e.g. ``"fusion"``).
     ``faults``: ``[(t0_s, t1_s, kind), ...]`` or the simulator manifest's fault dicts
-    (:func:`faults_from_manifest`).
+    (:func:`faults_from_manifest`). ``map_name``: optional name of the map the run was localized
+    in (a column of the metrics table); ``background``: optional plot background of that map
+    (overrides ``write_report``'s shared one for this run's trajectory plot).
     """
     name: str
     est_t: np.ndarray                  # (N,) s
@@ -53,6 +55,8 @@ class RunResult:
     latency_ms: dict = field(default_factory=dict)
     modes: np.ndarray | None = None    # (N,) str, PoseEstimate.mode per estimate
     note: str = ""
+    map_name: str = ""
+    background: MapBackground | None = None
 
 
 @dataclass
@@ -149,7 +153,7 @@ def evaluate_run(run: RunResult, cfg: EvalConfig | None = None) -> dict:
     """All numbers of one run (dict of plain floats / lists); never raises on bad data: a metric that
     cannot be computed is NaN and ``problems`` says why."""
     cfg = cfg or EvalConfig()
-    out: dict = {"name": run.name, "problems": []}
+    out: dict = {"name": run.name, "map": run.map_name, "problems": []}
     max_rad = math.radians(cfg.success_max_yaw_deg)
     try:
         est = M.Trajectory(run.est_t, run.est_T, run.est_cov, name=run.name)
@@ -241,15 +245,17 @@ def _markdown(title: str, evals: list[dict], figs: dict, cfg: EvalConfig, notes:
           f"~{cfg.nees_prob:.0%} of epochs inside the chi-square bound.", ""]
     L += notes + ([""] if notes else [])
     L += ["## Metrics", ""]
-    rows = []
+    rows, with_map = [], any(e.get("map") for e in evals)
     for e in evals:
-        rows.append([e["name"], str(e.get("n_est", 0)), _fmt(e.get("coverage"), 2),
+        rows.append([e["name"]] + ([e.get("map") or "–"] if with_map else []) +
+                    [str(e.get("n_est", 0)), _fmt(e.get("coverage"), 2),
                      _fmt(e.get("ate_trans_rmse_m")), _fmt(e.get("ate_trans_median_m")), _fmt(e.get("ate_trans_max_m")),
                      _fmt(e.get("ate_yaw_rmse_deg"), 2), _fmt(e.get("ate_se3_rmse_m")),
                      _fmt(e.get("rpe_trans_rmse_m")), _fmt(e.get("success_epochs"), 3),
                      _fmt(e.get("nees_mean"), 2) + (f" (dof {e['nees_dof']})" if "nees_dof" in e else ""),
                      _fmt(e.get("nees_frac_inside"), 3)])
-    L += _table(["run", "estimates", "coverage", "ATE rmse [m]", "ATE median [m]", "ATE max [m]",
+    L += _table(["run"] + (["map"] if with_map else []) +
+                ["estimates", "coverage", "ATE rmse [m]", "ATE median [m]", "ATE max [m]",
                  "yaw rmse [deg]", "SE(3)-aligned ATE rmse [m]", f"RPE {cfg.rpe_delta_m:g} m rmse [m]",
                  "success (epochs)", "NEES mean", "NEES in bound"], rows)
     modes = [f"- {e['name']}: " + ", ".join(f"{k} {v:.0%}" for k, v in e["mode_fractions"].items())
@@ -328,7 +334,7 @@ def write_report(out_dir, runs: list[RunResult], background: MapBackground | Non
         for run, ev in zip(runs, evals):
             safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run.name) or "run"
             draw(f"Trajectory vs ground truth: {run.name}", f"fig_traj_{safe}.png", P.plot_trajectory,
-                 run, ev, background, cfg)
+                 run, ev, run.background if run.background is not None else background, cfg)
             draw(f"Error vs time: {run.name}", f"fig_error_{safe}.png", P.plot_errors, run, ev, cfg)
         draw("Global localization success", "fig_success.png", P.plot_success, evals, cfg)
         draw("Latency per stage", "fig_latency.png", P.plot_latency, evals)

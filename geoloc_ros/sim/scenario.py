@@ -60,10 +60,12 @@ SCENARIOS = {
                                      "loc_lateral": 150.0}),
     # what `make demo` uses: same town, the mapping run drives the outer ring and part of the
     # cross (~ 550 m), localization runs 60 s; camera at 5 Hz to keep the demo short
-    # and only the bags the demo replays (geoloc_ros/demo.py DEMO_REPLAYS)
+    # and only the bags the demo uses (geoloc_ros/demo.py demo_layouts(): the mapping run in
+    # both layouts, one map per sensor setup; each localization run in the layout it replays)
     "demo": Scenario("demo", 200.0, {"mapping": 190.0, "loc_same": 60.0, "loc_reverse": 60.0,
                                      "loc_lateral": 60.0}, camera_rate_hz=5.0,
-                     layouts={"mapping": ("m3dgr",), "loc_reverse": ("m3dgr",), "loc_lateral": ("oxford_spires",)}),
+                     layouts={"mapping": ("m3dgr", "oxford_spires"), "loc_reverse": ("m3dgr",),
+                              "loc_lateral": ("oxford_spires",)}),
     # very short runs for tests (one 240 m loop), camera at 5 Hz
     "tiny": Scenario("tiny", 100.0, {"mapping": 30.0, "loc_same": 20.0, "loc_reverse": 20.0,
                                      "loc_lateral": 20.0}, camera_rate_hz=5.0),
