@@ -8,7 +8,9 @@
 2. a LiDAR scan feeds the object engine's submap and, at most every ``bev_period_s``, a BEV
    global query; accepted candidates become pose fixes of the filter;
 3. a camera frame feeds the object engine;
-4. IMU, wheel, GNSS and external pose fixes go to the fusion filter;
+4. IMU, wheel, GNSS and operator pose fixes go to the fusion filter; engine fixes from another
+   process (``PoseFixEvent`` with source ``bev``/``objects``: the split layout) take the engine
+   candidates' path of step 2, confirmation included;
 5. the filter's newest estimate is returned, labelled with the engines' state.
 
 Nothing here imports ROS; ``geoloc_ros.nodes`` and ``geoloc replay`` both drive this class.
@@ -34,7 +36,7 @@ from geoloc_ros.input_checks import InputChecks
 
 log = logging.getLogger("geoloc_ros.pipeline")
 
-__all__ = ["Localizer", "EngineStats"]
+__all__ = ["Localizer", "EngineStats", "ENGINE_SOURCES"]
 
 #: uncalibrated gyro bias allowed when fixes are confirmed through the gyro's heading change (rad/s)
 GYRO_BIAS_ALLOWANCE_RPS = 0.01
@@ -74,6 +76,17 @@ class EngineStats:
 def reason_key(reason: str) -> str:
     """A reason without its numbers and details, so that counts group ("only 6 matches" ~ "only 9 matches")."""
     return re.sub(r"\d+(\.\d+)?", "N", reason or "no fix").strip() or "no fix"
+
+
+#: pose-fix sources that are engine answers (confirmed before they may initialize the filter)
+ENGINE_SOURCES = ("bev", "objects")
+
+
+def _well_formed(fix: PoseFixEvent) -> bool:
+    """A finite (4, 4) pose and (6, 6) covariance (anything else is the filter's to reject and count)."""
+    T, C = np.asarray(fix.T_map_base), np.asarray(fix.cov6)
+    return (T.shape == (4, 4) and C.shape == (6, 6) and np.issubdtype(T.dtype, np.number)
+            and np.issubdtype(C.dtype, np.number) and bool(np.isfinite(T).all() and np.isfinite(C).all()))
 
 
 def _candidate_to_fix(c: Candidate, t: float) -> PoseFixEvent:
@@ -175,6 +188,18 @@ class Localizer:
         elif isinstance(event, ImageEvent):
             self._on_image(event)
             est = None
+        elif isinstance(event, PoseFixEvent) and event.source in ENGINE_SOURCES \
+                and _well_formed(event):
+            # an engine's answer from another process (split layout: fusion_node gets
+            # bev_localizer's geoloc/bev_fix) takes the path of the in-process candidates: while
+            # unlocalized it initializes the filter only once confirmed (an operator's
+            # initialpose, or a malformed fix the filter rejects and counts, goes straight on)
+            cand = Candidate(T_map_base=np.asarray(event.T_map_base, float),
+                             cov6=np.asarray(event.cov6, float), score=float("nan"),
+                             status=CandidateStatus.OK, reason="fix from another node",
+                             source=event.source)
+            accepted = self._offer(cand, event.t, event.source, fix=event)
+            est = self.filter.estimate() if accepted and self.filter_initialized() else None
         elif isinstance(event, (ImuEvent, WheelEvent, VelocityEvent, GnssEvent, PoseFixEvent)):
             est = self.filter.process(event)
             if isinstance(event, ImuEvent):
@@ -388,9 +413,10 @@ class Localizer:
         est = self.last_estimate
         return est is not None and est.mode == "localized"
 
-    def _offer(self, cand: Candidate, t: float, source: str) -> bool:
+    def _offer(self, cand: Candidate, t: float, source: str, fix: PoseFixEvent | None = None) -> bool:
         """Feed an engine candidate to the filter: unlocalized, only once confirmed by others;
-        localized, the filter's own NIS gate decides."""
+        localized, the filter's own NIS gate decides. ``fix``: the candidate as the pose fix
+        another process sent (its dof kept); by default made from the candidate."""
         st = self.stats[source]
         st.queries += 1
         st.last_candidate = cand
@@ -403,15 +429,16 @@ class Localizer:
         if not self._localized() and not self._confirmed(cand, t):
             st.no_fix_reasons["awaiting fixes that agree through odometry"] += 1
             return False
-        if self.filter.process(_candidate_to_fix(cand, t)) is None and self.filter_initialized():
+        if fix is None:
+            fix = _candidate_to_fix(cand, t)
+        if self.filter.process(fix) is None and self.filter_initialized():
             if self._confirmed(cand, t):
                 # fixes that agree with each other but not with the filter: the filter is lost
                 # (dead reckoning drifted past its own covariance); never lock out forever
                 log.warning("%d %s fixes agree with each other but not with the filter: "
                             "re-initializing from them", self.cfg.confirm_fixes, source)
                 self._pending.clear()
-                fix = _candidate_to_fix(cand, t)
-                fix.source = "initialpose"   # the filter re-initializes at it, keeping its IMU/wheel state
+                fix = dataclasses.replace(fix, source="initialpose")   # the filter re-initializes at it, keeping its IMU/wheel state
                 self.filter.process(fix)
                 st.no_fix_reasons["re-initialized the filter (it disagreed with agreeing fixes)"] += 1
                 st.accepted += 1

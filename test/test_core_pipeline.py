@@ -237,11 +237,6 @@ def test_a_second_lidar_is_its_own_stream_not_a_wrong_frame():
     assert len(seen) == 8 and loc.counters["scan.rejected.wrong frame"] == 0
 
 
-@pytest.mark.xfail(reason="engine fixes that arrive as PoseFixEvents (the split layout: fusion_node gets "
-                          "bev_localizer's geoloc/bev_fix) go to the filter directly, not through _offer: a lone "
-                          "'bev' fix 60 m wrong initializes it, mode 'localized'. Routing them through the "
-                          "confirmation needs test_nodes_split's stationary stand-in robot to move >= 5 m or get "
-                          "an initial pose (helper-nodes' test)", strict=False)
 def test_engine_fixes_from_another_node_are_confirmed_like_in_process_ones():
     loc = Localizer()
     drive(loc, 0.0, 1.0)
@@ -249,3 +244,31 @@ def test_engine_fixes_from_another_node_are_confirmed_like_in_process_ones():
     wrong[:3, 3] += [60.0, 0.0, 0.0]
     loc.process(PoseFixEvent(1.0, wrong, np.diag([0.09, 0.09, 1.0, 0.01, 0.01, 0.003]), source="bev"))
     assert not loc.filter_initialized()
+    assert loc.stats["bev"].no_fix_reasons["awaiting fixes that agree through odometry"] == 1
+    # right answers from the other node confirm each other through odometry, as in-process ones do
+    prev = 1.0
+    for t in (1.5, 3.0, 4.5):
+        drive(loc, prev, t)
+        prev = t
+        est = loc.process(PoseFixEvent(t, truth(t), np.diag([0.09, 0.09, 1.0, 0.01, 0.01, 0.003]), source="bev"))
+        assert (est is not None) == (t == 4.5) and loc.filter_initialized() == (t == 4.5)
+    est = drive(loc, 4.5, 6.0)
+    assert np.linalg.norm(est.T_map_base[:2, 3] - truth(6.0)[:2, 3]) < 1.0
+    assert loc.stats["bev"].accepted == 1 and loc.stats["bev"].fixes == 4
+
+
+def test_an_operators_initial_pose_initializes_at_once():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    est = loc.process(PoseFixEvent(1.0, truth(1.0), np.diag([0.25, 0.25, 1.0, 0.01, 0.01, 0.01]),
+                                   source="initialpose"))
+    assert est is not None and loc.filter_initialized()
+    assert loc.stats["bev"].fixes == 0
+
+
+def test_a_malformed_fix_from_another_node_is_counted_by_the_filter():
+    loc = Localizer()
+    drive(loc, 0.0, 1.0)
+    assert loc.process(PoseFixEvent(1.0, np.full((4, 4), np.nan), np.eye(6), source="bev")) is None
+    assert not loc.filter_initialized() and loc.stats["bev"].fixes == 0
+    assert loc.filter.counters["fix.rejected.NaN/inf or malformed pose/covariance"] == 1
