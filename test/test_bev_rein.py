@@ -117,15 +117,17 @@ def test_inference_path_matches_the_training_graph_and_sparse_local_matches_dens
     with torch.enable_grad():                       # grad mode: the plain modules
         g_ref, loc_ref = net(x)
     d_ref = sample_local(loc_ref.detach(), uv, img.shape[0])
-    for bf16 in (False, True):
+    for bf16, dense_f2 in ((False, True), (False, False), (True, False)):
         net.bf16 = bf16
         with torch.inference_mode():
-            g, f2, f3 = net.encode(x)
+            g, f2, f3 = net.encode(x, dense_f2=dense_f2)      # dense_f2=False: stride-4 maps pooled at points
             d = net.local_at(f2, f3, uv, img.shape[0])
         cos = float((g[0] * g_ref[0].detach()).sum())
         # bf16 rounding of the stride-8 stage, amplified by the whitened PCA: 0.995 measured on KITTI 0
         assert cos > (0.99 if bf16 else 0.99999), (bf16, cos)
         assert np.median((d * d_ref).sum(1)) > (0.999 if bf16 else 0.99999), bf16
+        if not bf16:
+            assert np.abs(d - d_ref).max() < 1e-4, dense_f2
     net.bf16 = BevConfig().bf16
     # the folded encoder follows the weights: changing a BatchNorm statistic changes the output
     with torch.no_grad():

@@ -31,7 +31,8 @@ def extract_features(net: ReinNet, img: np.ndarray, cfg) -> Features:
     only around the keypoints (:meth:`ReinNet.local_at`).
     """
     t0 = time.perf_counter()
-    g, f2, f3 = net.encode(torch.from_numpy(np.ascontiguousarray(img, np.float32) / 255.0)[None, None])
+    g, f2, f3 = net.encode(torch.from_numpy(np.ascontiguousarray(img, np.float32) / 255.0)[None, None],
+                           dense_f2=net.num_rotations % 4 != 0)
     t1 = time.perf_counter()
     uv = fast_keypoints(img, cfg.fast_threshold, cfg.max_keypoints)
     d = net.local_at(f2, f3, uv, img.shape[0])

@@ -167,6 +167,39 @@ class NetVLAD(nn.Module):
         return F.normalize(vlad, dim=1)
 
 
+class RotatedMaps:
+    """Stride-4 encoder maps of image 0's rotations before group pooling, pooled on demand at points.
+
+    ``maps`` (B, 4, q, C, h, w): rotation (quarter turn m, base q_i) as the encoder produced it;
+    ``back`` (q-1,) the angles turning base rotations 1.. back. ``at(gx, gy)`` equals the dense pooled
+    map (``ReinNet._pool_quarter``) at grid nodes given in normalised coordinates (align_corners).
+    """
+
+    def __init__(self, maps: torch.Tensor, back: tuple):
+        self.maps, self.back = maps, back
+        self.shape = (maps.shape[0], maps.shape[3], maps.shape[4], maps.shape[5])
+        self.dtype = maps.dtype
+
+    def at(self, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+        """(C, U) pooled features of image 0 at U grid nodes (normalised x, y in -1..1, on the grid)."""
+        _, q, C, h, w = self.maps.shape[1:]
+        nu = torch.round((gx + 1) * 0.5 * (w - 1)).long()
+        nv = torch.round((gy + 1) * 0.5 * (h - 1)).long()
+        pts = []
+        for m in range(4):
+            for k in range(q):
+                if k == 0:
+                    p = torch.stack([gx, gy], 1)
+                else:                   # where the dense back-rotation samples the turned map
+                    p = _rotation_grid((self.back[k - 1],), (C, h, w), gx.dtype, gx.device)[0, nv, nu]
+                for _ in range(m):      # sampling rot90(f, m) at p is sampling f at p turned back
+                    p = torch.stack([-p[:, 1], p[:, 0]], 1)
+                pts.append(p)
+        grid = torch.stack(pts)[:, None]                                         # (4q, 1, U, 2)
+        vals = F.grid_sample(self.maps[0].flatten(0, 1), grid, mode="bilinear", align_corners=True)
+        return vals[:, :, 0].amax(0)                                             # (C, U)
+
+
 class ReinNet(nn.Module):
     """Rotation-equivariant encoder + NetVLAD. ``forward(x (B,1,S,S)) -> (g (B,G), local (B,128,S/4,S/4))``.
 
@@ -219,11 +252,13 @@ class ReinNet(nn.Module):
             self._fused = (key, _InferenceEncoder(self, key[1]))
         return self._fused[1](x)
 
-    def features(self, x: torch.Tensor):
+    def features(self, x: torch.Tensor, dense_f2: bool = True):
         """Group-pooled equivariant maps: (B, w2, S/4, S/4) and (B, 128, S/8, S/8).
 
         Rotation k (angle k*360/R) is ``rot90`` of one of the R/4 base rotations in [0, 90) deg, so
         only those go through ``grid_sample`` (in and back); quarter turns are exact permutations.
+        ``dense_f2=False`` (R a multiple of 4) returns the stride-4 maps unpooled, as :class:`RotatedMaps`
+        that :meth:`local_at` pools only where it samples.
         """
         B, _, S, _ = x.shape
         R = self.num_rotations
@@ -244,21 +279,26 @@ class ReinNet(nn.Module):
         xr = torch.stack([torch.rot90(xb, -m, dims=(3, 4)) for m in range(4)], 1)  # (B, 4, q, 1, S, S)
         f2, f3 = self._encode(xr.flatten(0, 2))
         back = tuple(-a for a in base)
+        if not dense_f2:
+            return RotatedMaps(f2.unflatten(0, (B, 4, q)), back), self._pool_quarter(f3, B, q, back)
+        return self._pool_quarter(f2, B, q, back), self._pool_quarter(f3, B, q, back)
 
-        def pool(f):
-            f = f.unflatten(0, (B, 4, q))
-            f = torch.stack([torch.rot90(f[:, m], m, dims=(3, 4)) for m in range(4)], 1)  # undo quarter turns
-            out = f[:, :, 0].amax(1)
-            if q > 1:
-                g = f[:, :, 1:].transpose(1, 2).flatten(0, 2)                  # (B*(q-1)*4, C, h, w)
-                g = _rotate_fixed(g, tuple(a for a in back for _ in range(4)))
-                out = torch.maximum(out, g.unflatten(0, (B, (q - 1) * 4)).amax(1))
-            return out
-        return pool(f2), pool(f3)
+    @staticmethod
+    def _pool_quarter(f: torch.Tensor, B: int, q: int, back: tuple) -> torch.Tensor:
+        """(B*4*q, C, h, w) maps of rotations (quarter turn m, base q_i) -> (B, C, h, w) turned back, max-pooled."""
+        f = f.unflatten(0, (B, 4, q))
+        f = torch.stack([torch.rot90(f[:, m], m, dims=(3, 4)) for m in range(4)], 1)  # undo quarter turns
+        out = f[:, :, 0].amax(1)
+        if q > 1:
+            g = f[:, :, 1:].transpose(1, 2).flatten(0, 2)                      # (B*(q-1)*4, C, h, w)
+            g = _rotate_fixed(g, tuple(a for a in back for _ in range(4)))
+            out = torch.maximum(out, g.unflatten(0, (B, (q - 1) * 4)).amax(1))
+        return out
 
-    def encode(self, x: torch.Tensor):
-        """(g (B, G), f2 (B, w2, S/4, S/4), f3 (B, 128, S/8, S/8)): global descriptor and pooled maps."""
-        f2, f3 = self.features(x)
+    def encode(self, x: torch.Tensor, dense_f2: bool = True):
+        """(g (B, G), f2 (B, w2, S/4, S/4), f3 (B, 128, S/8, S/8)): global descriptor and pooled maps
+        (f2 as :class:`RotatedMaps` with ``dense_f2=False``: enough for :meth:`local_at`, cheaper)."""
+        f2, f3 = self.features(x, dense_f2)
         disc = self._disc(f3.shape[-1], f3.device).flatten()[None].expand(x.shape[0], -1)
         g = self.vlad(f3, disc)
         if int(self.pca_fitted):
@@ -304,7 +344,8 @@ class ReinNet(nn.Module):
         gy = nv * (2.0 / (h - 1)) - 1.0 if h > 1 else nv * 0
         grid = torch.stack([gx, gy], 1)[None, None]                              # (1, 1, U, 2)
         up = F.grid_sample(f3[:1], grid, mode="bilinear", align_corners=True)[0, :, 0]   # (128, U)
-        a = torch.cat([f2[0].flatten(1)[:, uniq], up], 0)                        # (w2+128, U)
+        a2 = f2.at(gx, gy) if isinstance(f2, RotatedMaps) else f2[0].flatten(1)[:, uniq]
+        a = torch.cat([a2, up], 0)                                               # (w2+128, U)
         W = self.local_head.weight[:, :, 0, 0]
         loc = F.normalize(W @ a + self.local_head.bias[:, None], dim=0)          # (128, U)
         d = (loc[:, inv] * wts[None]).sum(1)                                     # (128, K)
