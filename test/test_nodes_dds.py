@@ -377,3 +377,33 @@ def test_global_localize_recovers_from_a_wrong_pose(world):
         assert abs((yaw - math.radians(-120.0) + math.pi) % (2 * math.pi) - math.pi) < math.radians(5)
     finally:
         w.node.localizer.bev = None
+
+
+def test_a_node_not_localized_reports_its_bad_inputs(world):
+    """Before the filter initializes there is no estimate; the pipeline's input checks (here: a
+    LiDAR dropout, "no scan for N s") still reach /diagnostics."""
+    w = world
+    key = "counter.pipeline.scan.gaps"
+    before = int(w.node.diag["fusion"].values.get(key, 0))
+    assert w.call("geoloc/reset").success                     # forget any initial pose
+    pts = np.random.default_rng(3).uniform(-10.0, 10.0, size=(300, 3))
+    t = 3000.0
+    for k in range(3):                                        # LiDAR at 10 Hz ...
+        w.pub_points.publish(numpy_to_pointcloud2(pts, "lidar", t + 0.1 * k))
+        drive(w, t + 0.1 * k, t + 0.1 * (k + 1))
+    drive(w, t + 0.3, t + 3.0)                                # ... then silent for 2.7 s (timeout 2 s)
+    assert wait_for(lambda: w.node.pending() == 0, 10.0)
+    assert not w.node.localizer.filter_initialized()
+    assert w.node.localizer.counters["scan.gaps"] > 0, dict(w.node.localizer.counters)
+
+    def fusion_status():
+        st = next((s for s in w.diags[-1].status if s.name == "geoloc: fusion"), None) if w.diags else None
+        return st, ({kv.key: kv.value for kv in st.values} if st is not None else {})
+
+    def reported():
+        st, kv = fusion_status()
+        return st is not None and st.message.startswith("no estimate yet") and int(kv.get(key, 0)) > before
+    assert wait_for(reported, 5.0), fusion_status()
+    st, kv = fusion_status()
+    assert "no scan for" in kv.get("reason.pipeline.scan", ""), kv
+    assert kv["mode"] == "no estimate" and "sigma_x_m" not in kv, kv   # nothing left of the estimate before the reset

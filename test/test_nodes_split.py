@@ -176,6 +176,10 @@ def test_split_layout_fixes_flow_to_fusion(start):
         assert bev_stats.accepted >= 1
         waited = bev_stats.no_fix_reasons["awaiting fixes that agree through odometry"]
         assert waited >= 2, dict(bev_stats.no_fix_reasons)   # drives: < 5 m; initial_pose: before it
+        fusion._update_engine_diag()                          # ... and /diagnostics says so
+        d = fusion.diag["bev"]
+        assert d.values["no_fix.awaiting fixes that agree through odometry"] == waited
+        assert d.values["filter_accepted"] == bev_stats.accepted and f"{bev_stats.accepted} accepted" in d.message
         # fusion_node's local odometry reaches object_localizer, whose fixes reach fusion_node
         assert local and local[-1].header.frame_id == "odom"
         assert wait(lambda: len(obj_fixes) >= 1, 10.0), dict(obj.diag["points"].rejected)

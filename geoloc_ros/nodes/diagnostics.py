@@ -6,7 +6,7 @@ import collections
 import math
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -128,12 +128,24 @@ _VERDICT_LEVEL = {"OK": DiagnosticStatus.OK, "DEGRADED": DiagnosticStatus.WARN,
                   "REJECTED": DiagnosticStatus.WARN, "DENIED": DiagnosticStatus.ERROR}
 
 
-def update_fusion_status(fus: ComponentStats, gn: ComponentStats, est, resets: int) -> None:
+def update_fusion_status(fus: ComponentStats, gn: ComponentStats, est, resets: int,
+                         pipeline_counters: Mapping[str, int] | None = None,
+                         pipeline_reasons: Mapping[str, str] | None = None) -> None:
     """The filter's and the GNSS monitor's statuses from the newest estimate (mode, sigmas,
-    counters; GNSS verdict and reason)."""
+    counters; GNSS verdict and reason), and the pipeline's input-check counters
+    (``counter.pipeline.<input>.<what>``: NaN points, wrong frames, LiDAR gaps, floods, clock
+    jumps; ``Localizer.counters``/``reasons``) read live, so that a robot that is not localized
+    yet (no estimate) still reports its bad inputs."""
     fus.values["resets"] = resets
     if est is None:
         fus.level, fus.message = DiagnosticStatus.WARN, "no estimate yet"
+        for k in ("sigma_x_m", "sigma_y_m", "sigma_yaw_deg", "wheel_slip"):   # of an estimate before a reset
+            fus.values.pop(k, None)
+        fus.values["mode"] = "no estimate"
+        if pipeline_counters:
+            n = sum(int(v) for v in pipeline_counters.values())
+            fus.message += f"; {n} input problems (" + ", ".join(
+                f"{k} {v}" for k, v in sorted(pipeline_counters.items(), key=lambda kv: -kv[1])[:3]) + ")"
     else:
         sig = np.sqrt(np.clip(np.diag(np.asarray(est.cov6, float)), 0, None))
         fus.level = DiagnosticStatus.OK if est.mode == "localized" else DiagnosticStatus.WARN
@@ -152,3 +164,7 @@ def update_fusion_status(fus: ComponentStats, gn: ComponentStats, est, resets: i
             gn.level = _VERDICT_LEVEL.get(vs, DiagnosticStatus.WARN)
             gn.message = f"{vs}: {est.gnss_reason}" if est.gnss_reason else vs
             gn.values.update({"verdict": vs, "reason": est.gnss_reason})
+    for k, v in dict(pipeline_counters or {}).items():   # live: newer than the estimate's copy
+        fus.values[f"counter.pipeline.{k}"] = v
+    for k, why in dict(pipeline_reasons or {}).items():
+        fus.values[f"reason.pipeline.{k}"] = why

@@ -308,6 +308,7 @@ class GeolocNode(Node):
             est = self.localizer.process(e)
             if getattr(self.localizer, "resets", 0) != resets_before:
                 self.path.clear()
+                self.last_estimate = None   # the filter forgot it: diagnostics say "no estimate yet"
         self._t_newest = max(self._t_newest, e.t)
         self._t_input[name] = e.t
         stats.tick(time.monotonic() - t_rx)
@@ -383,6 +384,7 @@ class GeolocNode(Node):
         self._stale_run.clear()
         self._old_base_guard = (0.0, 0.0)
         self.path.clear()
+        self.last_estimate = None
         self.resets += 1
         self.diag["fusion"].values["resets"] = self.resets
 
@@ -424,9 +426,15 @@ class GeolocNode(Node):
             d = self.diag[src]
             st = stats.get(src)
             if self.fusion_only:   # split layout: the engine is another node; these are its fixes
-                d.level = DiagnosticStatus.OK if d.accepted else DiagnosticStatus.WARN
-                d.message = (f"{d.accepted} fixes from {FIX_TOPICS.get(src, src)}" if d.accepted
-                             else f"waiting for {FIX_TOPICS.get(src, src)}")
+                topic = FIX_TOPICS.get(src, src)
+                taken = getattr(st, "accepted", 0)   # by the filter (unlocalized: once confirmed)
+                if st is not None:
+                    d.values["filter_accepted"] = taken
+                    for k, v in dict(getattr(st, "no_fix_reasons", {})).items():
+                        d.values[f"no_fix.{k}"] = v
+                d.level = DiagnosticStatus.OK if d.accepted and taken else DiagnosticStatus.WARN
+                d.message = (f"{d.accepted} fixes from {topic}, {taken} accepted by the filter" if d.accepted
+                             else f"waiting for {topic}")
                 continue
             if getattr(loc, src, None) is None:
                 d.level = DiagnosticStatus.WARN if self.cfg.map_dir else DiagnosticStatus.OK
@@ -443,7 +451,12 @@ class GeolocNode(Node):
                 d.values[f"no_fix.{k}"] = v
             d.level = DiagnosticStatus.OK
             d.message = f"{st.accepted}/{st.queries} fixes accepted"
-        update_fusion_status(self.diag["fusion"], self.diag["gnss"], self.last_estimate, self.resets)
+        # the input checks' counts, also before the filter has an estimate (a dict copy is atomic
+        # under the GIL: no waiting for the pipeline's lock behind an engine query)
+        counters = dict(getattr(loc, "counters", None) or {})
+        reasons = dict(getattr(loc, "reasons", None) or {})
+        update_fusion_status(self.diag["fusion"], self.diag["gnss"], self.last_estimate, self.resets,
+                             counters, reasons)
 
     # ---- services ---------------------------------------------------------------------------
     def _srv_global(self, request, response):
