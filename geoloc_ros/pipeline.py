@@ -23,7 +23,8 @@ import logging
 import math
 import re
 import time
-from collections import Counter, defaultdict
+from bisect import bisect_right
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +143,9 @@ class Localizer:
         self._t_last_bev = -np.inf
         self._pending: list[tuple[float, Candidate, np.ndarray | None, float | None]] = []
         self.resets = 0
+        #: (t_s, x_m, y_m, yaw_rad) of the odometry (:meth:`_odom_xyyaw`), newest last: a fix
+        #: stamped in the past (from another process, late) is confirmed against the odometry then
+        self._odom_hist: deque = deque(maxlen=600)
         self.checks = InputChecks(self.cfg)   # frames, NaN points, LiDAR gaps, floods (counted)
         self._reset_input_watch()
 
@@ -170,6 +174,7 @@ class Localizer:
         self._t_last = -np.inf
         self._t_last_bev = -np.inf
         self._pending.clear()
+        self._odom_hist.clear()
         self.last_estimate = None
         self.resets += 1
         self._reset_input_watch()
@@ -206,6 +211,8 @@ class Localizer:
                 self._track_heading(event)
         else:
             raise TypeError(f"Localizer.process: unsupported event type {type(event).__name__}")
+        if isinstance(event, (WheelEvent, VelocityEvent, ScanEvent)):
+            self._record_odom(float(event.t))
         if est is not None:
             if self.counters:   # the pipeline's own checks travel with the estimate (diagnostics)
                 est.counters = {**(est.counters or {}),
@@ -370,6 +377,26 @@ class Localizer:
             xyyaw = self.lidar_odom.odom_xyyaw()
         return xyyaw
 
+    def _record_odom(self, t: float) -> None:
+        o = self._odom_xyyaw()
+        if o is not None and (not self._odom_hist or t > self._odom_hist[-1][0]):
+            self._odom_hist.append((t, float(o[0]), float(o[1]), float(o[2])))
+
+    def _odom_at(self, t: float) -> np.ndarray | None:
+        """(x, y, yaw) of the odometry at stamp ``t``: the newest when ``t`` is not older than
+        the history's newest entry (an in-process fix), else interpolated in the history (a fix
+        that arrived late from another process), the oldest entry when ``t`` is older still."""
+        odom = self._odom_xyyaw()
+        h = self._odom_hist
+        if odom is None or not h or t >= h[-1][0]:
+            return odom
+        i = bisect_right([e[0] for e in h], t)
+        if i == 0:
+            return np.array(h[0][1:])
+        (t0, x0, y0, a0), (t1, x1, y1, a1) = h[i - 1], h[i]
+        f = (t - t0) / (t1 - t0)
+        return np.array([x0 + f * (x1 - x0), y0 + f * (y1 - y0), a0 + f * float(wrap_angle(a1 - a0))])
+
     def _confirmed(self, cand: Candidate, t: float) -> bool:
         """A global fix may initialize an unlocalized filter only when ``confirm_fixes`` fixes
         agree, each carried forward by the odometry between them (wheels, else LiDAR odometry),
@@ -381,7 +408,7 @@ class Localizer:
         cfg = self.cfg
         if cfg.confirm_fixes <= 1:
             return True
-        odom = self._odom_xyyaw()
+        odom = self._odom_at(t)
         self._pending = [p for p in self._pending if t - p[0] <= cfg.confirm_window_s]
         x, y, th = se2_from_matrix(cand.T_map_base)
         yaw_g = self._yaw_gyro if self._t_imu is not None and t - self._t_imu < 1.0 else None

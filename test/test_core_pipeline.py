@@ -257,6 +257,26 @@ def test_engine_fixes_from_another_node_are_confirmed_like_in_process_ones():
     assert loc.stats["bev"].accepted == 1 and loc.stats["bev"].fixes == 4
 
 
+def test_late_fixes_from_another_node_are_confirmed_against_the_odometry_at_their_stamp():
+    """Fixes stamped when the scan was taken but delivered 0.05 to 0.85 s later (another
+    process's query time; later ones the node drops as stale): at 2 m/s the odometry then is up
+    to 1.7 m ahead of the fix, over the 1 m within which they must agree here."""
+    from geoloc_ros.config import GeolocConfig
+    cfg = GeolocConfig()
+    cfg.confirm_dist_m = 1.0
+    loc = Localizer(cfg)
+    prev = 0.0
+    est = None
+    for t_fix, latency_s in ((1.0, 0.85), (3.0, 0.05), (5.0, 0.8)):
+        drive(loc, prev, t_fix + latency_s)
+        prev = t_fix + latency_s
+        est = loc.process(PoseFixEvent(t_fix, truth(t_fix), np.diag([0.09, 0.09, 1.0, 0.01, 0.01, 0.003]),
+                                       source="bev"))
+    assert est is not None and loc.filter_initialized(), dict(loc.stats["bev"].no_fix_reasons)
+    est = drive(loc, prev, 8.0)
+    assert np.linalg.norm(est.T_map_base[:2, 3] - truth(8.0)[:2, 3]) < 1.0
+
+
 def test_an_operators_initial_pose_initializes_at_once():
     loc = Localizer()
     drive(loc, 0.0, 1.0)
