@@ -238,6 +238,14 @@ def settle(w: World, timeout_s: float = 30.0, quiet_s: float = 0.5) -> bool:
     return False
 
 
+def raw_cloud(pts: np.ndarray, t_s: float):
+    """A PointCloud2 of ``pts`` (N, 3) as they are, NaN/inf included (numpy_to_pointcloud2 drops them)."""
+    m = numpy_to_pointcloud2(np.zeros((len(pts), 3)), "lidar", t_s)
+    m.data = np.asarray(pts).astype("<f4").tobytes()
+    m.is_dense = False
+    return m
+
+
 def delta(a: dict, b: dict) -> dict:
     return {k: {f: b[k][f] - a[k][f] for f in a[k]} for k in a}
 
@@ -256,8 +264,7 @@ def test_malformed_burst_leaves_node_alive_and_correct(world):
         w.pub_imu.publish(imu_msg(t + 0.001 * i, frame="some_other_imu"))        # wrong frame
         w.pub_imu.publish(imu_msg(t - 30.0 - 0.001 * i))                         # from the past
         w.pub_points.publish(numpy_to_pointcloud2(np.zeros((0, 3)), "lidar", t))  # empty cloud
-        bad = np.full((50, 3), nan)
-        w.pub_points.publish(numpy_to_pointcloud2(bad, "lidar", t))              # all-NaN cloud
+        w.pub_points.publish(raw_cloud(np.full((50, 3), nan), t))                # all-NaN cloud
         w.pub_wheel.publish(wheel_msg(t, nan))                                   # NaN twist
         g = NavSatFix()
         g.header.stamp, g.header.frame_id = s_to_stamp(t), "gnss"
@@ -407,3 +414,30 @@ def test_a_node_not_localized_reports_its_bad_inputs(world):
     st, kv = fusion_status()
     assert "no scan for" in kv.get("reason.pipeline.scan", ""), kv
     assert kv["mode"] == "no estimate" and "sigma_x_m" not in kv, kv   # nothing left of the estimate before the reset
+
+
+def test_nan_points_of_a_live_cloud_are_counted(world):
+    """A live cloud with some NaN/inf points is used (its finite points) and its bad points are
+    counted by the pipeline's input checks, so /diagnostics shows them (the decoder keeps them
+    for that instead of dropping them silently)."""
+    w = world
+    key = "counter.pipeline.scan.nan_scans"
+    before_scans = int(w.node.localizer.counters["scan.nan_scans"])
+    before_pts = int(w.node.localizer.counters["scan.nan_points_dropped"])
+    pts = np.random.default_rng(4).uniform(-10.0, 10.0, size=(300, 3))
+    pts[:40] = np.nan
+    pts[40:45, 2] = np.inf
+    t = 4000.0
+    for k in range(3):
+        w.pub_points.publish(raw_cloud(pts, t + 0.1 * k))
+        drive(w, t + 0.1 * k, t + 0.1 * (k + 1))
+    assert settle(w)
+    got_scans = int(w.node.localizer.counters["scan.nan_scans"]) - before_scans
+    got_pts = int(w.node.localizer.counters["scan.nan_points_dropped"]) - before_pts
+    assert got_scans >= 1, (dict(w.node.localizer.counters), vars(w.stats("points")))
+    assert got_pts == 45 * got_scans, (got_pts, got_scans)
+
+    def reported():
+        st = next((s for s in w.diags[-1].status if s.name == "geoloc: fusion"), None) if w.diags else None
+        return st is not None and int({kv.key: kv.value for kv in st.values}.get(key, 0)) > before_scans
+    assert wait_for(reported, 5.0)

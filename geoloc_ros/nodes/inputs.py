@@ -79,7 +79,10 @@ class InputDecoder:
         self._check_frame("lidar", msg)
         m = self._msgs()
         try:
-            cloud = m.pointcloud2_to_numpy(msg, self._quirk("lidar", "point_time_scale_s", None))
+            # NaN/inf points stay in: the pipeline's input checks drop and count them (scan.nan_*),
+            # so a live cloud with bad points shows up in /diagnostics
+            cloud = m.pointcloud2_to_numpy(msg, self._quirk("lidar", "point_time_scale_s", None),
+                                           keep_nan=True)
         except Exception as e:  # noqa: BLE001 - any malformed cloud
             raise RejectedInput("decode_error", str(e)) from None
         return self._finish(self._scan_from(cloud, msg))
