@@ -66,8 +66,10 @@ def make_index(desc: np.ndarray, index_type: str = "flat", nlist: int = 1024, np
     else:
         raise ValueError(f"unknown bev.index_type {index_type!r} (flat, ivf, hnsw)")
     if (use_gpu if use_gpu is not None else _gpu_available()) and index_type in ("flat", "ivf"):
-        res = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(res, 0, index)
+        try:
+            index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        except (RuntimeError, AttributeError) as e:   # no usable device / CPU-only faiss build
+            log.warning("FAISS GPU index unavailable (%s): using the CPU index", e)
     if n:
         index.add(desc)
     return index
