@@ -234,3 +234,15 @@ def test_frozen_wheels_reading_a_stop_while_moving_are_slip_not_a_zero_velocity_
             worst = max(worst, abs(est.T_map_base[0, 3] - v * (e.t - t0)))
     assert worst < 1.0, worst
     assert f.counters["wheel.slip"] >= 40 and "frozen" in f.reasons["wheel"]
+
+
+def test_gnss_collected_for_initialization_is_not_reported_denied():
+    """Before initialization healthy fixes are being used (GNSS + motion heading): the verdict says
+    so instead of DENIED 'no GNSS message yet' (a false alarm per epoch in the verdict precision)."""
+    ev, _ = circle_events(3.0)
+    f = FusionFilter(FusionConfig(), DATUM)
+    for e in ev:
+        f.process(e)
+    assert not f.initialized and f.counters.get("initializations", 0) == 0
+    est = f.estimate()
+    assert est.gnss_verdict == Verdict.OK and "initialization" in est.gnss_reason

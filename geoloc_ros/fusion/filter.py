@@ -28,7 +28,7 @@ from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, Pos
 from geoloc_ros.fusion.anchor import Anchor, reanchor
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.eskf import BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
-from geoloc_ros.fusion.gnss import Datum, GnssMonitor, WheelSlipDetector
+from geoloc_ros.fusion.gnss import Datum, GnssAssessment, GnssMonitor, WheelSlipDetector
 from geoloc_ros.geometry import rot_z, wrap_angle
 
 log = logging.getLogger("geoloc_ros.fusion")
@@ -405,6 +405,7 @@ class FusionFilter:
         cov_map = cov_map * self.cfg.gnss_cov_scale + np.eye(3) * self.cfg.gnss_min_std_m ** 2
         if not self.kf.initialized:
             self.monitor.note_message(t)
+            self.monitor.last = GnssAssessment(Verdict.OK, "collected for initialization")
             self._try_init_gnss(t, z, cov_map)
             return True
         meas = GnssPosition(t, z, cov_map, self._gnss_lever, self.cfg.gnss_use_altitude)
