@@ -4,8 +4,8 @@
    changed world), with ground truth; the mapping run is recorded in both bag layouts, the
    M3DGR (ROS 1: Livox MID-360, IMU, wheels, GNSS, camera) and the Oxford Spires (ROS 2:
    Hesai QT64 + IMU) one, since both sensors drive it at once;
-2. build one map directory per layout from the mapping run's bag of that layout and its
-   ground-truth trajectory: a dataset user maps with the sensor they localize with (a BEV
+2. build one map directory per layout (side by side, one process each) from the mapping run's
+   bag of that layout and its ground-truth trajectory: a dataset user maps with the sensor they localize with (a BEV
    image of the tilted MID-360 dome and one of the upside-down QT64 differ too much for
    place recognition across them);
 3. replay the reversed run from its M3DGR bag (LiDAR, IMU, wheel, GNSS with injected faults,
@@ -82,12 +82,60 @@ class _Timer:
         return f"{wall:.0f} s wall, {cpu:.0f} s CPU ({parts}; wall / CPU per stage)"
 
 
+def _build_map_job(bag, profile, trajectory, out, cfg) -> tuple[str, float | None]:
+    """One map build (in a worker process): its report line and datum fit residual (m)."""
+    import torch
+
+    from geoloc_ros.maps.build import build_map
+    torch.set_num_threads(1)
+    rep = build_map(bag, profile, trajectory, out, cfg=cfg)
+    return str(rep), rep.datum_rms_m
+
+
+def _faults_in_bag(faults: list[tuple[float, float, str]], run_info: dict, layout: str) -> list:
+    """The scripted faults of a run whose sensor is in its ``layout`` bag (the Oxford Spires bag
+    has no GNSS and no wheels: their faults are not part of that replay)."""
+    counts = run_info.get("message_counts", {})
+    kinds = {k.split("@")[0].replace("Event", "").lower() for k in counts if k.endswith(f"@{layout}")}
+    return [f for f in faults if f[2].split()[0] in kinds]
+
+
+def _side_by_side(fn, jobs: list[tuple]) -> list:
+    """``[fn(*job) for job in jobs]``, each job in its own spawned process (up to 2 at once, the
+    demo's core budget); each worker's progress bar gets its own terminal line."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    results: list = [None] * len(jobs)
+    ctx = multiprocessing.get_context("spawn")
+    for lo in range(0, len(jobs), 2):
+        pools, futs = [], []
+        saved = os.environ.get("TQDM_POSITION")
+        try:
+            for k, job in enumerate(jobs[lo:lo + 2]):
+                os.environ["TQDM_POSITION"] = str(k)   # read by tqdm when the worker imports it
+                pool = ProcessPoolExecutor(1, mp_context=ctx)
+                pools.append(pool)
+                futs.append(pool.submit(fn, *job))     # spawns the worker now, with this environment
+        finally:
+            if saved is None:
+                os.environ.pop("TQDM_POSITION", None)
+            else:
+                os.environ["TQDM_POSITION"] = saved
+        try:
+            for k, f in enumerate(futs):
+                results[lo + k] = f.result()
+        finally:
+            for pool in pools:
+                pool.shutdown()
+    return results
+
+
 def run_demo(out: Path, seed: int = 1, scenario: str = "demo") -> int:
     from geoloc_ros.config import GeolocConfig
     from geoloc_ros.eval.report import (RunResult, background_from_mapdir, faults_from_manifest,
                                         write_report)
     from geoloc_ros.io.tum import read_tum
-    from geoloc_ros.maps.build import build_map
     from geoloc_ros.maps.mapdir import MapDir
     from geoloc_ros.replay import engine_stats_dict, replay
     from geoloc_ros.sim.scenario import simulate
@@ -107,14 +155,16 @@ def run_demo(out: Path, seed: int = 1, scenario: str = "demo") -> int:
     notes = [f"Scenario `{scenario}`, seed {seed}. One map per sensor setup, each built from the mapping "
              f"run's bag of that layout ({mapping['length_m']:.0f} m, {mapping['duration_s']:.0f} s) and its "
              f"ground truth:"]
+    timer.start("maps", f"2/4 build {len(DEMO_MAPS)} maps side by side from the mapping run's "
+                f"{' and '.join(DEMO_MAPS)} bags -> {map_dir_of(out, '<layout>')}")
+    jobs = [(sim_dir / mapping["bags"][layout], profile, sim_dir / mapping["gt"], map_dir_of(out, layout), cfg)
+            for layout, profile in DEMO_MAPS.items()]
     backgrounds = {}
-    for i, (layout, profile) in enumerate(DEMO_MAPS.items(), 1):
+    for (layout, profile), (text, datum_rms_m) in zip(DEMO_MAPS.items(), _side_by_side(_build_map_job, jobs)):
         md = map_dir_of(out, layout)
-        timer.start(f"map {layout}", f"2/4 build map {i}/{len(DEMO_MAPS)} from the mapping run's {layout} bag -> {md}")
-        rep = build_map(sim_dir / mapping["bags"][layout], profile, sim_dir / mapping["gt"], md, cfg=cfg)
-        print(rep, flush=True)
-        notes.append(f"- map `{md.name}` (profile `{profile}`): {rep}"
-                     + ("" if rep.datum_rms_m is not None else " (no GNSS in this layout: no datum)") + ".")
+        print(text, flush=True)
+        notes.append(f"- map `{md.name}` (profile `{profile}`): {text}"
+                     + ("" if datum_rms_m is not None else " (no GNSS in this layout: no datum)") + ".")
         backgrounds[layout] = background_from_mapdir(MapDir.open(md))
     notes.append("")
 
@@ -131,7 +181,7 @@ def run_demo(out: Path, seed: int = 1, scenario: str = "demo") -> int:
         gt_t, gt_T = read_tum(gt)
         results.append(RunResult(
             name=f"{run} ({layout})", est_t=a["t"], est_T=a["T"], est_cov=a["cov6"], gt_t=gt_t,
-            gt_T=gt_T, faults=faults_from_manifest(manifest, run), modes=a["mode"],
+            gt_T=gt_T, faults=_faults_in_bag(faults_from_manifest(manifest, run), info, layout), modes=a["mode"],
             engine_stats=engine_stats_dict(res.stats), engine_fixes=res.engine_fixes,
             map_name=md.name, background=backgrounds.get(map_layout)))
         first = (f"; first estimate {a['t'][0] - info['t_start']:.1f} s after the run's start"
