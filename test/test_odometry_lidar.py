@@ -44,15 +44,8 @@ def test_kitti_motion_agrees_with_open3d_point_to_plane_icp(kitti_run):
     scans, res = kitti_run
     assert all(r.ok for r in res), [r.reason for r in res]
     assert all(r.velocity is not None for r in res[1:])
-
-    def cloud(p):
-        p = p.astype(float)
-        r = np.linalg.norm(p, axis=1)
-        c = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(p[(r > 1.0) & (r < 80.0)])).voxel_down_sample(0.2)
-        c.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=1.0, max_nn=30))
-        return c
-
-    clouds = [cloud(p) for p in scans]
+    from bench.odometry import reference_cloud
+    clouds = [reference_cloud(p) for p in scans]
     for i in range(5):
         ref = reg.registration_icp(clouds[i + 1], clouds[i], 1.0, np.eye(4),
                                    reg.TransformationEstimationPointToPlane(reg.TukeyLoss(k=0.3)),

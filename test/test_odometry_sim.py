@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoloc_ros.config import load_config
-from geoloc_ros.events import ImuEvent, PoseFixEvent, ScanEvent
-from geoloc_ros.pipeline import Localizer
+from geoloc_ros.events import ScanEvent
 
 RUN = "loc_lateral"
 
@@ -23,23 +21,8 @@ def oxford_run():
 
 
 def _localize(traj, events, enable: str):
-    from pathlib import Path
-    cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "oxford_spires.yaml")
-    cfg.odometry.enable = enable
-    loc = Localizer(cfg)
-    t_init = events[0].t + 0.5
-    T0 = traj.poses(np.array([t_init]))[0]
-    ts, Ts, covs, inited = [], [], [], False
-    for ev in events:
-        if not inited and ev.t >= t_init:
-            loc.process(PoseFixEvent(ev.t, T0, np.diag([1e-4] * 6), source="initialpose"))
-            inited = True
-        est = loc.process(ev)
-        if est is not None and isinstance(ev, ImuEvent) and (not ts or est.t - ts[-1] >= 0.05):
-            ts.append(est.t)
-            Ts.append(est.T_map_base)
-            covs.append(est.cov6)
-    ts, Ts, covs = np.array(ts), np.array(Ts), np.array(covs)
+    from bench.odometry import localize_from_true_start
+    loc, ts, Ts, covs = localize_from_true_start(traj, events, enable)
     d = Ts[:, :2, 3] - traj.poses(ts)[:, :2, 3]
     return loc, np.linalg.norm(d, axis=1), d, covs
 
