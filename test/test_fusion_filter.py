@@ -212,6 +212,37 @@ def test_imu_gap_is_counted_with_its_reason_and_bridged():
     assert np.linalg.norm(f.kf.p[:2] - pose(f.kf.t)[:2, 3]) < 1.0       # and the estimate kept going
 
 
+def test_a_bridged_gap_keeps_the_truth_inside_the_covariance():
+    """A 3 s blackout of every input (IMU, wheel, GNSS), bridged on one held IMU sample that
+    carries a 1.5 m/s^2 transient: the bridged motion is wrong by metres, and the covariance
+    says so (the gap's own process noise), instead of claiming the IMU's white-noise accuracy;
+    GNSS then pulls the estimate back."""
+    ev, pose = circle_events(40.0)
+    t_gap, dur = 1020.0, 3.0
+    held = max((e for e in ev if isinstance(e, ImuEvent) and e.t < t_gap), key=lambda e: e.t)
+    held.acc_mps2 = held.acc_mps2 + np.array([1.5, 0.0, 0.0])
+    ev = [e for e in ev if not (t_gap <= e.t < t_gap + dur)]
+    res = {}
+    for std in (0.0, FusionConfig().imu_gap_acc_std_mps2):
+        f = FusionFilter(FusionConfig(gnss_cov_scale=1.0, imu_gap_acc_std_mps2=std), DATUM)
+        first, after = None, []
+        for e in ev:
+            est = f.process(e)
+            if est is not None and first is None and e.t >= t_gap + dur:
+                first = est
+            if est is not None and t_gap + dur + 1.0 <= e.t <= t_gap + dur + 12.0:
+                after.append(float(np.linalg.norm(est.T_map_base[:2, 3] - pose(est.t)[:2, 3])))
+        d = first.T_map_base[:2, 3] - pose(first.t)[:2, 3]
+        res[std] = (float(np.linalg.norm(d)), float(d @ np.linalg.solve(first.cov6[:2, :2], d)), max(after))
+    (err0, nees0, _), (err, nees, err_after) = res[0.0], res[FusionConfig().imu_gap_acc_std_mps2]
+    assert err > 2.0 and err0 > 2.0, res             # the bridged motion really is wrong
+    assert nees0 > 9.21, res                         # white IMU noise alone: over-confident
+    assert nees < 9.21, res                          # 99 % bound of a 2-D position
+    # GNSS brings it back and keeps it: the dead-reckoned track across the gap is no window
+    # reference (before: the jump check compared GNSS with it and re-anchored 6 m off)
+    assert err_after < 1.0, res
+
+
 def test_frozen_wheels_reading_a_stop_while_moving_are_slip_not_a_zero_velocity_update():
     """Wheel odometry frozen at 0 m/s (stuck encoder, hung driver) for 5 s while the robot drives
     a straight line: the zero-velocity update would stop the filter; it is slip, and skipped."""

@@ -19,6 +19,9 @@ class FusionConfig:
     acc_bias_walk: float = param(0.002, "accelerometer bias random-walk density", "m/s^3/sqrt(Hz)")
     gyr_bias_walk: float = param(5e-5, "gyro bias random-walk density", "rad/s^2/sqrt(Hz)")
     imu_max_dt_s: float = param(0.5, "IMU gap above which propagation is split/flagged", "s")
+    imu_gap_acc_std_mps2: float = param(1.0, "unknown acceleration while an IMU gap over imu_max_dt_s "
+                                        "is bridged on the last sample (process noise of the gap)", "m/s^2")
+    imu_gap_gyr_std_rps: float = param(0.05, "unknown turn rate while an IMU gap is bridged", "rad/s")
     imu_acc_max_mps2: float = param(160.0, "accelerometer samples above this norm are rejected", "m/s^2")
     imu_gyr_max_rps: float = param(35.0, "gyro samples above this norm are rejected", "rad/s")
     # ---- initial uncertainty -----------------------------------------------------------------

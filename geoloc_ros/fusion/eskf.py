@@ -256,6 +256,8 @@ class ErrorStateKF:
                             cfg.gyr_bias_walk ** 2])
         self._qi = np.arange(3, 15)                 # diagonal of v, theta, ba, bg
         self._qv = np.repeat(self._q, 3)            # their noise densities squared
+        # bridging a gap on one held sample: the motion during the gap is unknown, not white noise
+        self._q_gap = (float(cfg.imu_gap_acc_std_mps2) ** 2, float(cfg.imu_gap_gyr_std_rps) ** 2)
         self._F = np.eye(15)
         self._I15 = np.eye(15)
         self.log: deque = deque()
@@ -331,17 +333,38 @@ class ErrorStateKF:
         self.P = P
         self.t += dt
 
+    def _gap_noise(self, dt: float) -> None:
+        """Process noise of ``dt`` seconds (s) bridged without IMU samples: an unknown acceleration
+        of ``imu_gap_acc_std_mps2`` (velocity dt, position dt^3/3, their correlation dt^2/2) and an
+        unknown turn rate of ``imu_gap_gyr_std_rps`` (attitude dt)."""
+        if dt <= 0.0:
+            return
+        qa, qw = self._q_gap
+        P = self.P
+        i3 = np.arange(3)
+        P[i3, i3] += qa * dt ** 3 / 3.0
+        P[i3 + 3, i3 + 3] += qa * dt
+        P[i3, i3 + 3] += qa * dt ** 2 / 2.0
+        P[i3 + 3, i3] += qa * dt ** 2 / 2.0
+        P[i3 + 6, i3 + 6] += qw * dt
+
     def propagate(self, t: float, acc=None, gyr=None, record: bool = True) -> None:
         """Propagate to stamp ``t`` with the held sample, then hold (acc, gyr) when given.
 
-        Gaps longer than ``imu_max_dt_s`` are integrated in pieces of at most that length.
+        Gaps longer than ``imu_max_dt_s`` are integrated in pieces of at most that length, each
+        with the gap's own process noise (:meth:`_gap_noise`): the held sample says nothing of
+        how the robot moved meanwhile.
         """
         dt = t - self.t
         max_dt = self.cfg.imu_max_dt_s
+        gap = dt > max_dt
         while dt > max_dt:
             self._integrate(max_dt)
+            self._gap_noise(max_dt)
             dt = t - self.t
         self._integrate(dt)
+        if gap:
+            self._gap_noise(dt)
         self.t = float(t)
         if acc is not None:
             self.acc = np.asarray(acc, float)

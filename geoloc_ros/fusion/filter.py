@@ -218,6 +218,7 @@ class FusionFilter:
                                    "propagated on the last sample")
             if self.counters["imu.gaps"] <= 3:
                 log.warning("%s", self.reasons["imu"])
+            self.monitor.break_dead_reckoning()
         if kf.initialized:
             if t < kf.t:   # IMU older than a measurement already applied: re-run history
                 steps = kf.rewind(t)

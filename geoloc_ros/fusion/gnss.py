@@ -173,6 +173,13 @@ class GnssMonitor:
         self.offset_vec = np.zeros(2)
         self._fired_ref = None
 
+    def break_dead_reckoning(self) -> None:
+        """Dead reckoning was interrupted (an IMU gap bridged on one held sample): the odom track
+        across it is unknown, so no epoch before it may serve as a window reference or in the
+        map<-odom heading fit; until new references build up, the NIS gate decides."""
+        self.epochs.clear()
+        self._fit_t, self._fit_R, self._fired_ref = -np.inf, None, None
+
     # ---- status ---------------------------------------------------------------------------
     def current(self, t_now: float) -> GnssAssessment:
         """The verdict to report at ``t_now``: DENIED when the last message is too old."""
