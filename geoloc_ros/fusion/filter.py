@@ -29,6 +29,7 @@ from geoloc_ros.fusion.anchor import Anchor, reanchor
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.eskf import BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
 from geoloc_ros.fusion.gnss import Datum, GnssAssessment, GnssMonitor, WheelSlipDetector
+from geoloc_ros.fusion.init import gnss_motion_heading, initial_covariance, tilt_from_acc
 from geoloc_ros.geometry import rot_z, wrap_angle
 
 log = logging.getLogger("geoloc_ros.fusion")
@@ -48,17 +49,6 @@ def _finite(*xs) -> bool:
         if x is None or not np.all(np.isfinite(np.asarray(x, float))):
             return False
     return True
-
-
-def _tilt_from_acc(acc) -> np.ndarray:
-    """R (3, 3) with zero yaw whose z axis is along the mean specific force (3,)."""
-    ax, ay, az = acc
-    roll = np.arctan2(ay, az)
-    pitch = np.arctan2(-ax, np.hypot(ay, az))
-    cr, sr, cp, sp = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch)
-    Ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
-    Rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
-    return Ry @ Rx
 
 
 class FusionFilter:
@@ -512,17 +502,10 @@ class FusionFilter:
     def _tilt(self) -> np.ndarray:
         if not self._acc_buf:
             return np.eye(3)
-        return _tilt_from_acc(np.mean(np.array(self._acc_buf)[-16:], axis=0))
+        return tilt_from_acc(np.mean(np.array(self._acc_buf)[-16:], axis=0))
 
     def _P0(self, pos_cov, yaw_var) -> np.ndarray:
-        c = self.cfg
-        P = np.zeros((15, 15))
-        P[0:3, 0:3] = pos_cov
-        P[3:6, 3:6] = np.eye(3) * c.init_vel_std_mps ** 2
-        P[6:9, 6:9] = np.diag([c.init_tilt_std_rad ** 2, c.init_tilt_std_rad ** 2, yaw_var])
-        P[9:12, 9:12] = np.eye(3) * c.init_acc_bias_std ** 2
-        P[12:15, 12:15] = np.eye(3) * c.init_gyr_bias_std ** 2
-        return P
+        return initial_covariance(self.cfg, pos_cov, yaw_var)
 
     def _init_from_pose(self, t: float, T, C) -> None:
         """Initialize (or re-initialize) from an absolute pose; tilt from gravity unless 'full'."""
@@ -548,33 +531,15 @@ class FusionFilter:
         tr.append((t, np.asarray(z, float), cov, self._odom.copy()))
         while tr and tr[0][0] < t - 60.0:
             tr.pop(0)
-        Z = np.array([e[1][:2] for e in tr])
-        if len(tr) < 4 or np.linalg.norm(Z - Z[0], axis=1).max() < self.cfg.init_min_gnss_span_m:
+        fit = gnss_motion_heading(tr, self._odom, self.wheel_v, t, self.cfg.init_min_gnss_span_m)
+        if fit is None:
             return
-        O = np.array([e[3][:2] for e in tr])
-        var = float(np.mean([e[2][0, 0] + e[2][1, 1] for e in tr])) / 2.0
-        if np.linalg.norm(O - O[0], axis=1).max() > 0.5 * self.cfg.init_min_gnss_span_m:
-            co, cz = O.mean(0), Z.mean(0)
-            Hm = (O - co).T @ (Z - cz)
-            rot = np.arctan2(Hm[0, 1] - Hm[1, 0], Hm[0, 0] + Hm[1, 1])
-            Rz2 = rot_z(rot)[:2, :2]
-            res = Z - (O - co) @ Rz2.T - cz
-            spread = float(np.sum((O - co) ** 2))
-            yaw_std = float(np.sqrt((np.mean(np.sum(res ** 2, 1)) / 2 + var) / spread))
-            yaw = wrap_angle(rot + self._odom[2])
-            p_xy = Rz2 @ (self._odom[:2] - co) + cz
-            v_dir = np.array([self.wheel_v, 0.0])
-        else:   # no odometry motion (no wheel): heading of the GNSS displacement, moving forward
-            d = Z[-1] - Z[0]
-            yaw = np.arctan2(d[1], d[0])
-            yaw_std = float(np.sqrt(2 * var) / np.linalg.norm(d))
-            p_xy = Z[-1]
-            v_dir = np.array([np.linalg.norm(d) / max(t - tr[0][0], 1e-3), 0.0])
+        p_xy, yaw, yaw_std, v_fwd = fit
         if yaw_std > self.cfg.init_max_yaw_std_rad:
             return
         R = rot_z(yaw) @ self._tilt()
         p = np.array([p_xy[0], p_xy[1], z[2]]) - R @ self._gnss_lever
-        v = R @ np.array([v_dir[0], 0.0, 0.0])
+        v = R @ np.array([v_fwd, 0.0, 0.0])
         self.kf.initialize(t, p, R, v, self._P0(cov, max(yaw_std, 0.01) ** 2))
         self.counters["initializations"] += 1
         self.reasons["init"] = f"from GNSS + motion heading at t={t:.3f} (yaw std {yaw_std:.3f} rad)"
