@@ -95,6 +95,11 @@ class FusionConfig:
     # ---- bookkeeping -------------------------------------------------------------------------
     history_s: float = param(1.5, "state history kept for late measurements", "s")
     reset_on_time_jump_s: float = param(5.0, "a stamp this far behind the newest resets the filter", "s")
+    odom_gyro_bias: str = param("filter", "gyro bias of the odom frame's yaw rate (the GNSS checks' dead reckoning): "
+                                "'filter' the filter's current estimate, 'lagged' the filter's of odom_bias_lag_s "
+                                "ago, 'initial' the one at initialization (for a GNSS whose correlated errors "
+                                "pull the filter's bias, as on the Husky bag)")
+    odom_bias_lag_s: float = param(60.0, "age of the filter's gyro bias used with odom_gyro_bias 'lagged'", "s")
     track_odom: bool = param(True, "integrate a continuous odom frame and report map->odom")
     max_pos_std_m: float = param(50.0, "position std above which the estimate is 'not_localized'", "m")
     localized_pos_std_m: float = param(3.0, "position std under which mode is 'localized'", "m")

@@ -26,6 +26,7 @@ import numpy as np
 from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, PoseFixEvent, VelocityEvent,
                                Verdict, WheelEvent)
 from geoloc_ros.fusion.anchor import Anchor, reanchor
+from geoloc_ros.fusion.deadreckon import OdomTrack
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.eskf import BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
 from geoloc_ros.fusion.gnss import Datum, GnssAssessment, GnssMonitor, WheelSlipDetector
@@ -90,10 +91,7 @@ class FusionFilter:
         self._acc_buf: deque = deque(maxlen=64)
         self._init_track: list = []
         # continuous odom frame: x, y, yaw (m, m, rad) + path length; history for late lookups
-        self._odom = np.zeros(3)
-        self._odom_dist = 0.0
-        self._odom_t = None
-        self._odom_hist: deque = deque()
+        self.odom = OdomTrack.from_config(self.cfg)
         self._last_est = None
         self._nis_only_since = None
         self._fix_used = False
@@ -123,7 +121,7 @@ class FusionFilter:
     def odom_xyyaw(self) -> np.ndarray | None:
         """(x, y, yaw) of the continuous odom frame (integrated before initialization too);
         None until wheel odometry has arrived (IMU alone cannot move it before init)."""
-        return None if self.wheel_t is None else np.array(self._odom[:3], float)
+        return None if self.wheel_t is None else np.array(self.odom.xyyaw[:3], float)
 
     def estimate(self) -> PoseEstimate:
         """The current estimate (identity with a huge covariance before initialization)."""
@@ -142,10 +140,10 @@ class FusionFilter:
         T = kf.pose()
         T_map_odom = None
         if self.cfg.track_odom:   # = T_map_base @ inv(T_odom_base): a yaw + xy transform
-            d = math.atan2(kf.R[1, 0], kf.R[0, 0]) - self._odom[2]
+            d = math.atan2(kf.R[1, 0], kf.R[0, 0]) - self.odom.xyyaw[2]
             c, s = math.cos(d), math.sin(d)
-            T_map_odom = np.array([[c, -s, 0.0, kf.p[0] - c * self._odom[0] + s * self._odom[1]],
-                                   [s, c, 0.0, kf.p[1] - s * self._odom[0] - c * self._odom[1]],
+            T_map_odom = np.array([[c, -s, 0.0, kf.p[0] - c * self.odom.xyyaw[0] + s * self.odom.xyyaw[1]],
+                                   [s, c, 0.0, kf.p[1] - s * self.odom.xyyaw[0] - c * self.odom.xyyaw[1]],
                                    [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
         return PoseEstimate(t=kf.t, T_map_base=T, cov6=cov6, twist=kf.twist(), mode=mode,
                             gnss_verdict=gnss.verdict, gnss_reason=gnss.reason,
@@ -223,41 +221,19 @@ class FusionFilter:
         return True
 
     def _integrate_odom(self, t: float, gyr) -> None:
-        """Continuous odom frame from body speed and yaw rate (never jumps)."""
-        if self._odom_t is not None:
-            dt = t - self._odom_t
-            if 0.0 < dt < 1.0:
-                kf = self.kf
-                wheel_ok = self.wheel_t is not None and t - self.wheel_t < 0.5 and not self.wheel_slip
-                if wheel_ok or not kf.initialized:   # independent of GNSS where wheels exist
-                    vx, vy = self.wheel_v, 0.0
-                    wz = gyr[2] if not kf.initialized else (kf.R @ (gyr - kf.bg))[2]
-                else:
-                    yaw = np.arctan2(kf.R[1, 0], kf.R[0, 0])
-                    c, s = np.cos(yaw), np.sin(yaw)
-                    vx = c * kf.v[0] + s * kf.v[1]
-                    vy = -s * kf.v[0] + c * kf.v[1]
-                    wz = (kf.R @ (gyr - kf.bg))[2]
-                th = self._odom[2] + 0.5 * wz * dt
-                c, s = np.cos(th), np.sin(th)
-                self._odom[0] += (c * vx - s * vy) * dt
-                self._odom[1] += (s * vx + c * vy) * dt
-                self._odom[2] = wrap_angle(self._odom[2] + wz * dt)
-                self._odom_dist += np.hypot(vx, vy) * dt
-        self._odom_t = t
-        self._odom_hist.append((t, self._odom.copy(), self._odom_dist))
-        while self._odom_hist and self._odom_hist[0][0] < t - 5.0:
-            self._odom_hist.popleft()
-
-    def _odom_at(self, t: float):
-        """(x, y, yaw) and path length of the odom frame at ``t`` (nearest stored sample)."""
-        h = self._odom_hist
-        if not h or t >= h[-1][0]:
-            return self._odom.copy(), self._odom_dist
-        for k in range(len(h) - 1, -1, -1):
-            if h[k][0] <= t:
-                return h[k][1].copy(), h[k][2]
-        return h[0][1].copy(), h[0][2]
+        """Continuous odom frame from body speed and yaw rate (never jumps); the gyro bias is the
+        one ``odom_gyro_bias`` names (:mod:`geoloc_ros.fusion.deadreckon`)."""
+        kf = self.kf
+        if not kf.initialized:
+            self.odom.step(t, self.wheel_v, 0.0, float(gyr[2]))
+            return
+        wz = float((kf.R @ (gyr - self.odom.lagged_bias(t, kf.bg)))[2])
+        if self.wheel_t is not None and t - self.wheel_t < 0.5 and not self.wheel_slip:
+            self.odom.step(t, self.wheel_v, 0.0, wz)
+        else:      # no usable wheels: the filter's own velocity
+            yaw = np.arctan2(kf.R[1, 0], kf.R[0, 0])
+            c, s = np.cos(yaw), np.sin(yaw)
+            self.odom.step(t, c * kf.v[0] + s * kf.v[1], -s * kf.v[0] + c * kf.v[1], wz)
 
     # ---- step 5: wheel -----------------------------------------------------------------------
     def _on_wheel(self, ev: WheelEvent, t: float):
@@ -408,8 +384,8 @@ class FusionFilter:
         kf = self.kf
         horiz = GnssPosition(meas.t, meas.z, meas.cov, meas.lever, use_altitude=False)
         nis = kf.innovation(horiz).nis
-        odom, dist = self._odom_at(meas.t)
-        yaw_mo = np.arctan2(kf.R[1, 0], kf.R[0, 0]) - self._odom[2]
+        odom, dist = self.odom.at(meas.t)
+        yaw_mo = np.arctan2(kf.R[1, 0], kf.R[0, 0]) - self.odom.xyyaw[2]
         cov6 = kf.pose_cov6()
         yaw_std = float(np.sqrt(max(cov6[5, 5], 0.0)))
         anchor = Anchor(meas.t, kf.p.copy(), float(np.arctan2(kf.R[1, 0], kf.R[0, 0])),
@@ -424,6 +400,7 @@ class FusionFilter:
             # a jump/drift hold opens: undo what the filter absorbed since the reference epoch
             done, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg)
             if done:
+                self.monitor.distrust_since(a.anchor.t)
                 self.counters["gnss.reanchored"] += 1
                 self.reasons["gnss_reanchor"] = (f"pose re-anchored on dead reckoning from t={a.anchor.t:.1f} "
                                                  f"(Mahalanobis^2 {m2:.1f}): {a.reason}")
@@ -512,12 +489,13 @@ class FusionFilter:
         yaw = np.arctan2(T[1, 0], T[0, 0])
         R = rot_z(yaw) @ self._tilt()
         t0 = max(t, self.newest_t or t)
-        odom_then, _ = self._odom_at(t)      # carry the pose to now with the odom increment
-        d = self._odom - odom_then
+        odom_then, _ = self.odom.at(t)      # carry the pose to now with the odom increment
+        d = self.odom.xyyaw - odom_then
         c, s = np.cos(yaw - odom_then[2]), np.sin(yaw - odom_then[2])
         p = T[:3, 3] + np.array([c * d[0] - s * d[1], s * d[0] + c * d[1], 0.0])
         R = rot_z(wrap_angle(d[2])) @ R
         v = R @ np.array([self.wheel_v, 0.0, 0.0])
+        self.odom.forget_bias()
         self.kf.initialize(t0, p, R, v, self._P0(C[0:3, 0:3] + np.eye(3) * 1e-6, max(C[5, 5], 1e-6)))
         self.counters["initializations"] += 1
         self.reasons["init"] = f"from pose fix at t={t:.3f}"
@@ -528,10 +506,10 @@ class FusionFilter:
         if not self.cfg.init_from_gnss:
             return
         tr = self._init_track
-        tr.append((t, np.asarray(z, float), cov, self._odom.copy()))
+        tr.append((t, np.asarray(z, float), cov, self.odom.xyyaw.copy()))
         while tr and tr[0][0] < t - 60.0:
             tr.pop(0)
-        fit = gnss_motion_heading(tr, self._odom, self.wheel_v, t, self.cfg.init_min_gnss_span_m)
+        fit = gnss_motion_heading(tr, self.odom.xyyaw, self.wheel_v, t, self.cfg.init_min_gnss_span_m)
         if fit is None:
             return
         p_xy, yaw, yaw_std, v_fwd = fit
@@ -540,6 +518,7 @@ class FusionFilter:
         R = rot_z(yaw) @ self._tilt()
         p = np.array([p_xy[0], p_xy[1], z[2]]) - R @ self._gnss_lever
         v = R @ np.array([v_fwd, 0.0, 0.0])
+        self.odom.forget_bias()
         self.kf.initialize(t, p, R, v, self._P0(cov, max(yaw_std, 0.01) ** 2))
         self.counters["initializations"] += 1
         self.reasons["init"] = f"from GNSS + motion heading at t={t:.3f} (yaw std {yaw_std:.3f} rad)"

@@ -173,6 +173,15 @@ class GnssMonitor:
         self.offset_vec = np.zeros(2)
         self._fired_ref = None
 
+    def distrust_since(self, t_ref: float) -> None:
+        """The epochs accepted after ``t_ref`` carried a jump/drift the filter absorbed (the caller
+        re-anchored on dead reckoning from ``t_ref``): they may no longer serve as window references
+        or in the map<-odom fit, so the epoch at ``t_ref`` stays the reference until new GNSS agrees."""
+        for e in self.epochs:
+            if e[0] > t_ref:
+                e[5] = False
+        self._fit_t, self._fit_R = -np.inf, None
+
     def break_dead_reckoning(self) -> None:
         """Dead reckoning was interrupted (an IMU gap bridged on one held sample): the odom track
         across it is unknown, so no epoch before it may serve as a window reference or in the
@@ -247,16 +256,15 @@ class GnssMonitor:
         var_rep = var_h if var_h_reported is None else float(var_h_reported)
         checks = {"nis": nis, "var_h_m2": var_rep}
         self.epochs.append([t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m),
-                            np.asarray(R_map_odom_2d, float).copy(), False, anchor])
-        while self.epochs and self.epochs[0][0] < t - max(2.5 * cfg.gnss_window_s, 1.5 * cfg.gnss_drift_window_s, cfg.gnss_fit_s):
+                            np.asarray(R_map_odom_2d, float).copy(), False, anchor, float(yaw_std_rad)])
+        keep_s = max(2.5 * cfg.gnss_window_s, 1.5 * cfg.gnss_drift_window_s, cfg.gnss_fit_s)
+        while self.epochs and self.epochs[0][0] < t - keep_s:
             self.epochs.popleft()
 
         var_win = var_rep * cfg.gnss_window_cov_scale
         self._fired_ref = None
-        jump = (self._window_check(t, var_win, R_map_odom_2d, yaw_std_rad, checks, cfg.gnss_window_s,
-                                   cfg.gnss_jump_m)
-                or self._window_check(t, var_win, R_map_odom_2d, yaw_std_rad, checks,
-                                      cfg.gnss_drift_window_s, cfg.gnss_drift_m))
+        jump = (self._window_check(t, var_win, checks, cfg.gnss_window_s, cfg.gnss_jump_m)
+                or self._window_check(t, var_win, checks, cfg.gnss_drift_window_s, cfg.gnss_drift_m))
         if t < self.grace_until:
             jump = ""   # re-converging after a covariance reset: the filter's heading is suspect
         if jump and t - self.reject_since > cfg.gnss_hold_max_s:
@@ -309,7 +317,9 @@ class GnssMonitor:
 
     def _fit_map_odom(self, t):
         """map<-odom rotation (2, 2) fitted to the accepted GNSS track vs the odom track over the
-        last ``gnss_fit_s`` (independent of the filter's heading); None when the track is short."""
+        last ``gnss_fit_s`` (independent of the filter's heading); None when the track is short.
+        (Fitting only the track before the window's reference, to keep a drift under test out of
+        it, was tried on the Husky bag: with the short early track it raised false alarms.)"""
         if self.cfg.gnss_fit_s <= 0:
             return None
         if t - self._fit_t < 1.0 and self._fit_R is not None:
@@ -329,7 +339,7 @@ class GnssMonitor:
         self._fit_R = rot_z(a)[:2, :2]
         return self._fit_R
 
-    def _window_check(self, t, var_h, R_mo, yaw_std, checks, W, floor_m) -> str:
+    def _window_check(self, t, var_h, checks, W, floor_m) -> str:
         """Reason string when the GNSS displacement over the last ``W`` seconds disagrees with
         the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``."""
         cfg = self.cfg
@@ -348,8 +358,13 @@ class GnssMonitor:
         mism = float(np.linalg.norm(d_gnss - d_odom))
         dist = cur[3] - ref[3]
         # two fixes' noise + odometry error growing with distance (2 %) + heading error
-        sigma = np.sqrt(var_h + (cfg.gnss_window_odom_rel * dist) ** 2
-                        + (max(yaw_std, cfg.gnss_window_yaw_std_rad) * dist) ** 2)
+        # the heading of the odom displacement: from the GNSS fit, else the filter's map<-odom
+        # yaw; its std: the filter's yaw std at the reference or now, the smaller (early in a run
+        # the reference's is the wide one; after a re-anchoring the current one is, and must not
+        # widen the gate that caught the drift)
+        yaw_sd = cfg.gnss_window_yaw_std_rad if R_fit is not None else \
+            max(min(ref[7], cur[7]), cfg.gnss_window_yaw_std_rad)
+        sigma = np.sqrt(var_h + (cfg.gnss_window_odom_rel * dist) ** 2 + (yaw_sd * dist) ** 2)
         checks[f"window{W:.0f}_mismatch_m"] = mism
         checks[f"window{W:.0f}_sigma_m"] = sigma
         thr = max(floor_m, cfg.gnss_jump_sigma * sigma)
