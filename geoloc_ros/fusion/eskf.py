@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from geoloc_ros.geometry import wrap_angle
@@ -35,13 +37,22 @@ def skew(w) -> np.ndarray:
 
 
 def so3_exp(phi) -> np.ndarray:
-    """Rotation matrix (3, 3) of a rotation vector (3,) rad (Rodrigues)."""
-    a2 = phi[0] * phi[0] + phi[1] * phi[1] + phi[2] * phi[2]
-    K = skew(phi)
+    """Rotation matrix (3, 3) of a rotation vector (3,) rad (Rodrigues).
+
+    Scalar arithmetic, one array at the end: at IMU rate numpy's per-call overhead on 3x3
+    operands cost more than the arithmetic (12 us -> ~3 us per call)."""
+    x, y, z = float(phi[0]), float(phi[1]), float(phi[2])
+    a2 = x * x + y * y + z * z
     if a2 < 1e-12:
-        return _I3 + K + 0.5 * (K @ K)
-    a = np.sqrt(a2)
-    return _I3 + (np.sin(a) / a) * K + ((1.0 - np.cos(a)) / a2) * (K @ K)
+        s, c = 1.0, 0.5
+    else:
+        a = math.sqrt(a2)
+        s, c = math.sin(a) / a, (1.0 - math.cos(a)) / a2
+    xx, yy, zz, xy, xz, yz = x * x, y * y, z * z, x * y, x * z, y * z
+    # I + s K + c K^2 with K = skew(phi), K^2 = phi phi^T - |phi|^2 I
+    return np.array([[1.0 - c * (yy + zz), c * xy - s * z, c * xz + s * y],
+                     [c * xy + s * z, 1.0 - c * (xx + zz), c * yz - s * x],
+                     [c * xz - s * y, c * yz + s * x, 1.0 - c * (xx + yy)]])
 
 
 def so3_log(R) -> np.ndarray:
@@ -259,6 +270,9 @@ class ErrorStateKF:
         # bridging a gap on one held sample: the motion during the gap is unknown, not white noise
         self._q_gap = (float(cfg.imu_gap_acc_std_mps2) ** 2, float(cfg.imu_gap_gyr_std_rps) ** 2)
         self._F = np.eye(15)
+        self._F_dt = None                            # dt of the constant blocks written in _F
+        self._Qd = np.zeros((15, 15))               # diagonal process-noise densities (per s)
+        self._Qd[self._qi, self._qi] = self._qv
         self._I15 = np.eye(15)
         self.log: deque = deque()
         self.reset()
@@ -316,20 +330,22 @@ class ErrorStateKF:
             return
         R = self.R
         a_b = self.acc - self.ba
-        w_b = self.gyr - self.bg
         a_w = R @ a_b + self.g
         self.p += self.v * dt + (0.5 * dt * dt) * a_w
         self.v += a_w * dt
-        dR = so3_exp(w_b * dt)
+        dR = so3_exp((self.gyr - self.bg) * dt)
         self.R = R @ dR
         F = self._F
-        F[0:3, 3:6] = _I3 * dt
-        F[3:6, 6:9] = -(R @ skew(a_b)) * dt
-        F[3:6, 9:12] = -R * dt
+        if dt != self._F_dt:        # blocks that depend on dt only (constant at a steady rate)
+            F[0:3, 3:6] = _I3 * dt
+            F[6:9, 12:15] = -_I3 * dt
+            self._F_dt = dt
+        Rdt = R * dt
+        F[3:6, 6:9] = -(skew(Rdt @ a_b) @ R)        # = -R [a_b]x dt, as [R a]x R = R [a]x
+        F[3:6, 9:12] = -Rdt
         F[6:9, 6:9] = dR.T
-        F[6:9, 12:15] = -_I3 * dt
         P = F @ self.P @ F.T
-        P[self._qi, self._qi] += self._qv * dt
+        P += self._Qd * dt
         self.P = P
         self.t += dt
 

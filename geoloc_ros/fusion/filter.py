@@ -47,7 +47,10 @@ _VEL_MAX_GATED = 10
 
 def _finite(*xs) -> bool:
     for x in xs:
-        if x is None or not np.all(np.isfinite(np.asarray(x, float))):
+        if isinstance(x, (float, int)):       # the common case (stamps): no array round trip
+            if not math.isfinite(x):
+                return False
+        elif x is None or not np.all(np.isfinite(np.asarray(x, float))):
             return False
     return True
 
