@@ -83,6 +83,8 @@ class FusionConfig:
     gnss_hold_max_s: float = param(60.0, "after this long in a jump/drift hold only the NIS gate decides", "s")
     gnss_offset_window: int = param(5, "global fixes averaged by the consistent-offset (spoof) check", "")
     gnss_offset_m: float = param(4.0, "mean GNSS-minus-fix offset over this: REJECTED (spoof/datum)", "m")
+    gnss_offset_clear_fixes: int = param(2, "consecutive global fixes agreeing with GNSS (offset under half the "
+                                         "threshold) that clear an offset verdict", "")
     gnss_offset_hold_s: float = param(30.0, "time an offset verdict holds without new global fixes", "s")
     gnss_reanchor: bool = param(True, "when a jump/drift hold opens and the filter disagrees with dead reckoning "
                                 "from the window check's reference epoch, its pose is re-anchored there "

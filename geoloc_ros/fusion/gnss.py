@@ -230,6 +230,14 @@ class GnssMonitor:
                 self.offset_vec = mean
             elif np.linalg.norm(mean) < 0.5 * thr:
                 self.offset_flag_t = None
+        if self.offset_flag_t is not None:
+            # the offset is gone when the newest fixes agree with GNSS again (waiting for the whole
+            # averaging window to refill with clean offsets kept a spoof flagged ~10 s too long)
+            thr = max(self.cfg.gnss_offset_m, 3.0 * std_fix_m)
+            recent = list(self.offsets)[-self.cfg.gnss_offset_clear_fixes:]
+            if (len(recent) == self.cfg.gnss_offset_clear_fixes
+                    and all(np.linalg.norm(o[1]) < 0.5 * thr for o in recent)):
+                self.offset_flag_t = None
 
     # ---- one epoch ------------------------------------------------------------------------
     def assess(self, t: float, z_map, cov_map, nis: float, odom_xy, odom_dist_m: float,
