@@ -9,7 +9,9 @@ pose stored with that epoch, carried to now by the odom-frame increment (wheel s
 rate, no GNSS), is the pose the filter would have without the bad GNSS. When the filter's current
 pose is inconsistent with it (chi-square on x, y, yaw) and has moved towards the GNSS mismatch
 (it absorbed part of it, unlike a sudden jump caught on its first epoch), the pose is replaced by
-the dead-reckoned one with its honest, grown covariance.
+the dead-reckoned one with its honest, grown covariance; when the dead-reckoned pose is itself
+too uncertain to say so (early in a run), the filter's covariance grows by what it may have
+absorbed.
 """
 from __future__ import annotations
 
@@ -43,7 +45,10 @@ def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, z_now_xy, cfg, gat
     """Replace the pose of ``kf`` (an ErrorStateKF at the current stamp) by the dead-reckoned pose
     from ``anchor`` when the two disagree beyond ``gate`` and the filter's offset from it, along
     the GNSS-minus-dead-reckoning mismatch (``z_now_xy`` the current GNSS antenna position, map
-    frame), is at least ``absorbed_frac`` of that mismatch; return (replaced, Mahalanobis^2).
+    frame), is at least ``absorbed_frac`` of that mismatch. When it moved that way but the two
+    agree within ``gate`` (the dead-reckoned pose is too uncertain to take), the filter's (x, y,
+    yaw) covariance grows by the outer product of their difference instead. Returns (action,
+    Mahalanobis^2) with action "replaced", "inflated" or None.
 
     Dead-reckoned pose: anchor position + map<-odom rotation at the anchor applied to the odom
     displacement since; yaw: anchor yaw + odom yaw change. Its covariance: the anchor's plus the
@@ -74,8 +79,16 @@ def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, z_now_xy, cfg, gat
     mism = (np.asarray(z_now_xy, float)[:2] - anchor.z_xy[:2]) - R2 @ d_odom
     n = float(np.linalg.norm(mism))
     absorbed = float(e[:2] @ mism) / n if n > 0 else 0.0
-    if m2 <= gate or absorbed < absorbed_frac * n:
-        return False, m2
+    if absorbed < absorbed_frac * n:
+        return None, m2
+    if m2 <= gate:
+        # the dead-reckoned pose is too uncertain to replace the filter's (an anchor soon after
+        # initialization), but the filter did move towards the mismatch: its pose may carry that
+        # much of the fault, so its covariance must say so (it stayed at 0.3 m while 2.6 m off)
+        P = kf.P
+        idx = np.array([0, 1, 8])
+        P[np.ix_(idx, idx)] += np.outer(e, e)
+        return "inflated", m2
     Rz = rot_z(-e[2])
     kf.R = Rz @ kf.R
     kf.v = Rz @ kf.v
@@ -88,4 +101,4 @@ def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, z_now_xy, cfg, gat
     P[0:2, 0:2] = C_dr[:2, :2]
     P[8, 8] = C_dr[2, 2]
     P[3:6, 3:6] += np.eye(3) * float(kf.v @ kf.v) * C_dr[2, 2]   # the velocity turned with the yaw
-    return True, m2
+    return "replaced", m2

@@ -401,12 +401,17 @@ class FusionFilter:
             return True
         if a.anchor is not None and self.cfg.gnss_reanchor:
             # a jump/drift hold opens: undo what the filter absorbed since the reference epoch
-            done, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg)
-            if done:
+            action, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg)
+            if action is not None:     # the epochs since the anchor carried the fault
                 self.monitor.distrust_since(a.anchor.t)
+            if action == "replaced":
                 self.counters["gnss.reanchored"] += 1
                 self.reasons["gnss_reanchor"] = (f"pose re-anchored on dead reckoning from t={a.anchor.t:.1f} "
                                                  f"(Mahalanobis^2 {m2:.1f}): {a.reason}")
+            elif action == "inflated":
+                self.counters["gnss.reanchor_inflated"] += 1
+                self.reasons["gnss_reanchor"] = (f"pose covariance grown by what it may have absorbed since "
+                                                 f"t={a.anchor.t:.1f} (dead reckoning too uncertain to re-anchor): {a.reason}")
         self.counters[f"gnss.verdict.{a.verdict.value}"] += 1
         self.last_gnss_assessment = a
         if a.verdict == Verdict.REJECTED and a.reason.startswith("NIS"):
