@@ -70,6 +70,7 @@ class TrainConfig:
     hard_pos_m: float = 2.0
     in_batch: bool = True          # the hardest negative may also be any far image of the batch
     lr_final: float = 0.1          # cosine decay of the learning rate to lr * lr_final over the budget
+    checkpoint_steps: int = 0      # > 0: also save the weights (PCA not fitted) every this many steps
 
 
 def _images_from_poses(world, poses: np.ndarray, cfg: BevConfig, rng, patterns) -> np.ndarray:
@@ -287,6 +288,10 @@ def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, l
         step += 1
         if step % 10 == 0:
             log(f"  step {step}: loss {np.mean(losses[-10:]):.3f} ({time.time() - t0:.0f} s)")
+        if tc.checkpoint_steps and step % tc.checkpoint_steps == 0:   # for a later PCA refit (--minutes 0)
+            ck = Path(out_path).with_suffix(f".step{step + prior_steps}.pt")
+            ck.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, ck)
     log("fitting PCA ...")
     vl = _descriptors(net, imgs[rng.choice(N, min(N, tc.pca_samples), replace=False)]).numpy()
     net.fit_pca(vl, whiten_power=tc.pca_whiten, eps_rel=tc.pca_eps)
@@ -350,10 +355,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=3, help="triplets per step")
     ap.add_argument("--pca-whiten", type=float, default=1.0, help="PCA whitening power (0: plain PCA, 1: full)")
     ap.add_argument("--pca-samples", type=int, default=2000, help="training scans the PCA is fitted on")
+    ap.add_argument("--pca-eps", type=float, default=0.01, help="whitening regulariser (share of the first deviation)")
+    ap.add_argument("--lr-final", type=float, default=0.1, help="final learning rate as a share of --lr")
+    ap.add_argument("--hard-pos-frac", type=float, default=0.5, help="share of positives >= 2 m from the anchor")
+    ap.add_argument("--local-weight", type=float, default=1.0, help="weight of the local-descriptor InfoNCE loss")
+    ap.add_argument("--checkpoint-steps", type=int, default=0, help="also save the weights every N steps")
+    ap.add_argument("--eval-queries", type=int, default=40, help="held-out queries per revisit kind")
     a = ap.parse_args(argv)
     tc = TrainConfig(seeds=[int(s) for s in a.seeds.split(",")], places_per_world=a.places,
                      minutes=a.minutes, threads=a.threads, lr=a.lr, batch=a.batch,
-                     pca_whiten=a.pca_whiten, pca_samples=a.pca_samples)
+                     pca_whiten=a.pca_whiten, pca_samples=a.pca_samples, pca_eps=a.pca_eps,
+                     lr_final=a.lr_final, hard_pos_frac=a.hard_pos_frac, local_weight=a.local_weight,
+                     checkpoint_steps=a.checkpoint_steps, eval_queries=a.eval_queries)
     s = train(tc, a.out, data_cache=a.data_cache or None, init=a.init or None, prior_steps=a.prior_steps)
     if a.summary:
         Path(a.summary).write_text(json.dumps(s, indent=1))
