@@ -34,6 +34,9 @@ class BevConfig:
     # --- pose ----------------------------------------------------------------------------------
     match_top_k: int = param(3, "a query keypoint supports a pose when one of its k most similar keyframe keypoints fits")
     ransac_iterations: int = param(256, "2-point RANSAC hypotheses per keyframe")
+    ransac_preselect_keypoints: int = param(96, "query keypoints all hypotheses are first scored on (0: score all "
+                                            "hypotheses on all keypoints)")
+    ransac_preselect_hypotheses: int = param(32, "best hypotheses of that first scoring kept for the full scoring")
     inlier_threshold_m: float = param(0.5, "RANSAC inlier distance", "m")
     min_inliers: int = param(12, "fewer pose inliers than this is no fix")
     min_inlier_ratio: float = param(0.08, "fewer inliers per mutual match than this is no fix")

@@ -189,6 +189,15 @@ def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, de
     yaw_h, t_h = np.concatenate([y1, y2]), np.concatenate([t1, t2])
     if len(yaw_h) == 0:
         return PoseResult(False, "no consistent pair of descriptor matches", matches=n)
+    n_sub, n_keep = cfg.ransac_preselect_keypoints, cfg.ransac_preselect_hypotheses
+    if 0 < n_keep < len(yaw_h) and 0 < 2 * n_sub <= nq:
+        # preemptive scoring: all hypotheses on a random subset of the query keypoints, the best
+        # ``n_keep`` of them on all (the full (M, Nq, k) residual cube was the tail of the pose
+        # stage's latency when good descriptors let most of the 256 hypotheses through)
+        sub = rng.choice(nq, n_sub, replace=False)
+        s_sub = (_residual2(yaw_h, t_h, kp_q_m[sub], pc[sub]) < thr * thr).any(2).sum(1)
+        keep = np.argsort(-s_sub, kind="stable")[:n_keep]
+        yaw_h, t_h = yaw_h[keep], t_h[keep]
     support = (_residual2(yaw_h, t_h, kp_q_m, pc) < thr * thr).any(2).sum(1)
     b = int(support.argmax())
     yaw, t = float(yaw_h[b]), t_h[b]
