@@ -64,8 +64,8 @@ class OdomTrack:
             return bg_now
         bg_now = np.asarray(bg_now, float)
         b = self._bias
-        if not b or t - b[-1][0] >= self.bias_sample_s:
-            b.append((t, bg_now.copy()))
+        if not b or (np.isfinite(self.bias_lag_s) and t - b[-1][0] >= self.bias_sample_s):
+            b.append((t, bg_now.copy()))     # an infinite lag only ever needs the first one
         while len(b) > 1 and b[1][0] <= t - self.bias_lag_s:
             b.popleft()
         return b[0][1]

@@ -15,10 +15,9 @@ The hot path (:meth:`propagate`) uses plain numpy 3x3 math and preallocated 15x1
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
-
-import math
 
 import numpy as np
 
@@ -40,7 +39,7 @@ def so3_exp(phi) -> np.ndarray:
     """Rotation matrix (3, 3) of a rotation vector (3,) rad (Rodrigues).
 
     Scalar arithmetic, one array at the end: at IMU rate numpy's per-call overhead on 3x3
-    operands cost more than the arithmetic (12 us -> ~3 us per call)."""
+    operands cost more than the arithmetic (12 -> 7 us per call measured on this CPU)."""
     x, y, z = float(phi[0]), float(phi[1]), float(phi[2])
     a2 = x * x + y * y + z * z
     if a2 < 1e-12:
@@ -265,14 +264,13 @@ class ErrorStateKF:
         self.g = np.array([0.0, 0.0, -float(cfg.gravity_mps2)])
         self._q = np.array([cfg.acc_noise ** 2, cfg.gyr_noise ** 2, cfg.acc_bias_walk ** 2,
                             cfg.gyr_bias_walk ** 2])
-        self._qi = np.arange(3, 15)                 # diagonal of v, theta, ba, bg
-        self._qv = np.repeat(self._q, 3)            # their noise densities squared
         # bridging a gap on one held sample: the motion during the gap is unknown, not white noise
         self._q_gap = (float(cfg.imu_gap_acc_std_mps2) ** 2, float(cfg.imu_gap_gyr_std_rps) ** 2)
         self._F = np.eye(15)
         self._F_dt = None                            # dt of the constant blocks written in _F
-        self._Qd = np.zeros((15, 15))               # diagonal process-noise densities (per s)
-        self._Qd[self._qi, self._qi] = self._qv
+        qi = np.arange(3, 15)                       # diagonal of v, theta, ba, bg
+        self._Qd = np.zeros((15, 15))               # their process-noise densities squared (per s)
+        self._Qd[qi, qi] = np.repeat(self._q, 3)
         self._I15 = np.eye(15)
         self.log: deque = deque()
         self.reset()

@@ -143,10 +143,11 @@ class FusionFilter:
         T = kf.pose()
         T_map_odom = None
         if self.cfg.track_odom:   # = T_map_base @ inv(T_odom_base): a yaw + xy transform
-            d = math.atan2(kf.R[1, 0], kf.R[0, 0]) - self.odom.xyyaw[2]
+            o = self.odom.xyyaw
+            d = math.atan2(kf.R[1, 0], kf.R[0, 0]) - o[2]
             c, s = math.cos(d), math.sin(d)
-            T_map_odom = np.array([[c, -s, 0.0, kf.p[0] - c * self.odom.xyyaw[0] + s * self.odom.xyyaw[1]],
-                                   [s, c, 0.0, kf.p[1] - s * self.odom.xyyaw[0] - c * self.odom.xyyaw[1]],
+            T_map_odom = np.array([[c, -s, 0.0, kf.p[0] - c * o[0] + s * o[1]],
+                                   [s, c, 0.0, kf.p[1] - s * o[0] - c * o[1]],
                                    [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
         return PoseEstimate(t=kf.t, T_map_base=T, cov6=cov6, twist=kf.twist(), mode=mode,
                             gnss_verdict=gnss.verdict, gnss_reason=gnss.reason,

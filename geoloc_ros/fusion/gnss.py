@@ -175,8 +175,9 @@ class GnssMonitor:
 
     def distrust_since(self, t_ref: float) -> None:
         """The epochs accepted after ``t_ref`` carried a jump/drift the filter absorbed (the caller
-        re-anchored on dead reckoning from ``t_ref``): they may no longer serve as window references
-        or in the map<-odom fit, so the epoch at ``t_ref`` stays the reference until new GNSS agrees."""
+        re-anchored on dead reckoning from ``t_ref``, or grew its covariance by what it absorbed):
+        they may no longer serve as window references or in the map<-odom fit, so the epoch at
+        ``t_ref`` stays the reference until new GNSS agrees."""
         for e in self.epochs:
             if e[0] > t_ref:
                 e[5] = False
