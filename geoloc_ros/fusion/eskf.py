@@ -28,7 +28,7 @@ __all__ = ["ErrorStateKF", "Measurement", "GnssPosition", "WheelSpeed", "PoseFix
 
 _I3 = np.eye(3)
 P_, V_, TH_, BA_, BG_ = slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12), slice(12, 15)
-_EYE4, _EYE6 = np.eye(4), np.eye(6)
+_EYE4 = np.eye(4)
 # flat indices of the (p, theta) rows/columns of P (15, 15), for P.take -> (6, 6)
 _POSE_IDX = np.array([[r * 15 + c for c in (0, 1, 2, 6, 7, 8)] for r in (0, 1, 2, 6, 7, 8)])
 
@@ -287,6 +287,7 @@ class ErrorStateKF:
         self._Qd = np.zeros((15, 15))               # their process-noise densities squared (per s)
         self._Qd[qi, qi] = np.repeat(self._q, 3)
         self._I15 = np.eye(15)
+        self._B6 = np.eye(6)                        # blockdiag(I, R) scratch of pose_cov6
         self.log: deque = deque()
         self.reset()
 
@@ -491,7 +492,7 @@ class ErrorStateKF:
     def pose_cov6(self) -> np.ndarray:
         """(6, 6) pose covariance, ROS order (x, y, z, roll, pitch, yaw), rotation in the map frame:
         B P[(p, theta), (p, theta)] B^T with B = blockdiag(I, R)."""
-        B = _EYE6.copy()
+        B = self._B6                                          # scratch, only used here
         B[3:6, 3:6] = self.R
         C = np.dot(np.dot(B, self.P.take(_POSE_IDX)), B.T)    # np.dot: less call overhead than @
         C = C + C.T                # (not +=: in place on its own transpose numpy copies first)

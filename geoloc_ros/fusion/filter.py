@@ -137,17 +137,19 @@ class FusionFilter:
                                 mode="not_localized", gnss_verdict=gnss.verdict,
                                 gnss_reason=gnss.reason, counters=counters)
         cov6 = kf.pose_cov6()
-        std_h = float(np.sqrt(max(cov6[0, 0], cov6[1, 1])))
+        var_h = max(cov6.item(0), cov6.item(7))      # .item: Python floats (once per IMU sample)
+        std_h = math.sqrt(var_h) if var_h >= 0.0 else math.nan
         mode = ("localized" if std_h < self.cfg.localized_pos_std_m else
                 "dead_reckoning" if std_h < self.cfg.max_pos_std_m else "not_localized")
         T = kf.pose()
         T_map_odom = None
         if self.cfg.track_odom:   # = T_map_base @ inv(T_odom_base): a yaw + xy transform
-            o = self.odom.xyyaw
-            d = math.atan2(kf.R[1, 0], kf.R[0, 0]) - o[2]
+            ox, oy, oyaw = self.odom.xyyaw.tolist()
+            R, p = kf.R, kf.p
+            d = math.atan2(R.item(3), R.item(0)) - oyaw
             c, s = math.cos(d), math.sin(d)
-            T_map_odom = np.array([[c, -s, 0.0, kf.p[0] - c * o[0] + s * o[1]],
-                                   [s, c, 0.0, kf.p[1] - s * o[0] - c * o[1]],
+            T_map_odom = np.array([[c, -s, 0.0, p.item(0) - c * ox + s * oy],
+                                   [s, c, 0.0, p.item(1) - s * ox - c * oy],
                                    [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
         return PoseEstimate(t=kf.t, T_map_base=T, cov6=cov6, twist=kf.twist(), mode=mode,
                             gnss_verdict=gnss.verdict, gnss_reason=gnss.reason,
