@@ -17,11 +17,10 @@ Frame: ``odom`` (REP-105), x/y in m, yaw in rad, continuous (never jumps).
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
-
-from geoloc_ros.geometry import wrap_angle
 
 __all__ = ["OdomTrack"]
 
@@ -79,13 +78,15 @@ class OdomTrack:
         ``t`` (midpoint heading); steps of 1 s or more, or backwards, only move the stamp."""
         if self.t is not None:
             dt = t - self.t
-            if 0.0 < dt < 1.0:
-                th = self.xyyaw[2] + 0.5 * wz_rps * dt
-                c, s = np.cos(th), np.sin(th)
-                self.xyyaw[0] += (c * vx_mps - s * vy_mps) * dt
-                self.xyyaw[1] += (s * vx_mps + c * vy_mps) * dt
-                self.xyyaw[2] = wrap_angle(self.xyyaw[2] + wz_rps * dt)
-                self.dist_m += float(np.hypot(vx_mps, vy_mps)) * dt
+            if 0.0 < dt < 1.0:     # Python floats: this runs once per IMU sample
+                x, y, yaw = self.xyyaw.tolist()
+                th = yaw + 0.5 * wz_rps * dt
+                c, s = math.cos(th), math.sin(th)
+                x += (c * vx_mps - s * vy_mps) * dt
+                y += (s * vx_mps + c * vy_mps) * dt
+                yaw = (yaw + wz_rps * dt + math.pi) % (2.0 * math.pi) - math.pi    # wrap_angle
+                self.xyyaw[:] = (x, y, yaw)
+                self.dist_m += math.hypot(vx_mps, vy_mps) * dt
         self.t = t
         self._hist.append((t, self.xyyaw.copy(), self.dist_m))
         while self._hist and self._hist[0][0] < t - self.history_s:

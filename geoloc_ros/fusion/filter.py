@@ -233,7 +233,9 @@ class FusionFilter:
         if not kf.initialized:
             self.odom.step(t, self.wheel_v, 0.0, float(gyr[2]))
             return
-        wz = float((kf.R @ (gyr - self.odom.lagged_bias(t, kf.bg)))[2])
+        r20, r21, r22 = kf.R[2].tolist()         # map-frame yaw rate: (R (gyr - bias))_z
+        w0, w1, w2 = (gyr - self.odom.lagged_bias(t, kf.bg)).tolist()
+        wz = r20 * w0 + r21 * w1 + r22 * w2
         if self.wheel_t is not None and t - self.wheel_t < 0.5 and not self.wheel_slip:
             self.odom.step(t, self.wheel_v, 0.0, wz)
         else:      # no usable wheels: the filter's own velocity
