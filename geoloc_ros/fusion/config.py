@@ -43,8 +43,10 @@ class FusionConfig:
     wheel_yaw_rate_std_rps: float = param(0.03, "wheel yaw-rate std (floor); 0 disables its use", "rad/s")
     use_wheel_yaw_rate: bool = param(False, "use the wheel yaw rate as a gyro-bias measurement")
     slip_gate_chi2: float = param(16.0, "wheel-speed NIS above this marks slip (skipped)", "")
-    slip_abs_mps: float = param(0.3, "wheel minus filter speed above this + slip_rel*|v| (and over the gate) is slip", "m/s")
-    slip_rel: float = param(0.1, "speed-proportional part of the slip threshold", "")
+    slip_abs_mps: float = param(0.2, "wheel minus filter speed above this + slip_rel*|v| (and over the gate) is slip", "m/s")
+    slip_rel: float = param(0.05, "speed-proportional part of the slip threshold", "")
+    slip_hold_max_s: float = param(10.0, "a slip, once detected, holds while the wheel stays off by the "
+                                   "threshold (whatever the NIS), at most this long", "s")
     # ---- zero-velocity update ----------------------------------------------------------------
     zupt_speed_mps: float = param(0.02, "wheel speed below this (with low gyro) means stationary", "m/s")
     zupt_gyr_rps: float = param(0.02, "gyro norm below this (with low wheel speed) means stationary", "rad/s")

@@ -284,7 +284,7 @@ class FusionFilter:
             return True
         w = meas.wheel if zupt else WheelSpeed(meas.t, meas.v, meas.var_white, 1.0, meas.Rbw, meas.lever, nhc=False)
         inn = self.kf.innovation(w)
-        slipping = self.slip.check(w.v, w.v - float(inn.residual[0]), float(inn.S[0, 0]))
+        slipping = self.slip.check(w.v, w.v - float(inn.residual[0]), float(inn.S[0, 0]), meas.t)
         if not slipping:
             if zupt:
                 self.counters["wheel.zupt"] += 1
@@ -407,7 +407,9 @@ class FusionFilter:
         if a.anchor is not None and self.cfg.gnss_reanchor:
             # a jump/drift hold opens: undo what the filter absorbed since the reference epoch
             action, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg)
-            if action is not None:     # the epochs since the anchor carried the fault
+            if action == "replaced":     # the epochs since the anchor carried the fault
+                # (only then: a grown covariance says the filter *may* carry it; the epochs
+                # stay references, else one false alarm keeps the old reference for minutes)
                 self.monitor.distrust_since(a.anchor.t)
             if action == "replaced":
                 self.counters["gnss.reanchored"] += 1
@@ -510,6 +512,7 @@ class FusionFilter:
         v = R @ np.array([self.wheel_v, 0.0, 0.0])
         self.odom.forget_bias()
         self.kf.initialize(t0, p, R, v, self._P0(C[0:3, 0:3] + np.eye(3) * 1e-6, max(C[5, 5], 1e-6)))
+        self.slip.restart()
         self.counters["initializations"] += 1
         self.reasons["init"] = f"from pose fix at t={t:.3f}"
         log.info("fusion initialized from a pose fix at t=%.3f", t)
@@ -533,6 +536,7 @@ class FusionFilter:
         v = R @ np.array([v_fwd, 0.0, 0.0])
         self.odom.forget_bias()
         self.kf.initialize(t, p, R, v, self._P0(cov, max(yaw_std, 0.01) ** 2))
+        self.slip.restart()
         self.counters["initializations"] += 1
         self.reasons["init"] = f"from GNSS + motion heading at t={t:.3f} (yaw std {yaw_std:.3f} rad)"
         log.info("fusion initialized from GNSS + motion heading at t=%.3f", t)

@@ -274,6 +274,8 @@ class GnssMonitor:
         self._fired_ref = None
         jump = (self._window_check(t, var_win, checks, cfg.gnss_window_s, cfg.gnss_jump_m)
                 or self._window_check(t, var_win, checks, cfg.gnss_drift_window_s, cfg.gnss_drift_m))
+        if jump and self._agrees_across_gap(t, var_win, checks):
+            jump = ""
         if t < self.grace_until:
             jump = ""   # re-converging after a covariance reset: the filter's heading is suspect
         if jump and t - self.reject_since > cfg.gnss_hold_max_s:
@@ -348,16 +350,38 @@ class GnssMonitor:
         self._fit_R = rot_z(a)[:2, :2]
         return self._fit_R
 
-    def _window_check(self, t, var_h, checks, W, floor_m) -> str:
+    def _agrees_across_gap(self, t, var_h, checks) -> bool:
+        """After a gap in the accepted epochs (an outage or a rejection streak of at least
+        ``gnss_timeout_s``), does the current epoch agree with the last accepted epoch before the
+        gap, though the window check fired? Then the GNSS that came back continues where it left
+        off, and the window check saw error in its older reference (a drift too small to be
+        caught, absorbed there) or in the dead reckoning over its long window: the epochs before the
+        gap stop serving as references (until new ones age in, the NIS gate and this check decide)."""
+        last = None
+        for e in reversed(self.epochs):
+            if e[5] and e[0] < t:
+                last = e
+                break
+        if last is None or t - last[0] < self.cfg.gnss_timeout_s:
+            return False
+        if self._window_check(t, var_h, checks, t - last[0], self.cfg.gnss_jump_m, ref=last):
+            return False
+        for e in self.epochs:
+            if e[0] < last[0]:
+                e[5] = False
+        self._fit_t, self._fit_R = -np.inf, None
+        return True
+
+    def _window_check(self, t, var_h, checks, W, floor_m, ref=None) -> str:
         """Reason string when the GNSS displacement over the last ``W`` seconds disagrees with
         the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``."""
         cfg = self.cfg
-        ref = None
-        for e in self.epochs:          # oldest first: newest accepted epoch at least W old
-            if e[0] > t - W:
-                break
-            if e[5]:
-                ref = e
+        if ref is None:
+            for e in self.epochs:          # oldest first: newest accepted epoch at least W old
+                if e[0] > t - W:
+                    break
+                if e[5]:
+                    ref = e
         if ref is None or t - ref[0] > cfg.gnss_window_max_age * W:
             return ""   # no recent accepted reference: the NIS gate decides
         cur = self.epochs[-1]
@@ -387,20 +411,44 @@ class GnssMonitor:
 class WheelSlipDetector:
     """Wheel slip: the wheel forward speed against the IMU-predicted speed of the filter.
 
-    A wheel update whose forward-speed NIS exceeds ``slip_gate_chi2`` and whose difference exceeds
-    ``slip_abs_mps + slip_rel * |v|`` is slip; the filter skips it (the filter's velocity
-    covariance grows meanwhile, so wheels that agree again are taken back). Counts are kept.
+    Slip starts when a wheel update's forward-speed NIS exceeds ``slip_gate_chi2`` and its
+    difference exceeds ``slip_abs_mps + slip_rel * |v|``; the filter skips it. Slip is a state,
+    not a per-message test: while it lasts the filter runs on the IMU alone, its velocity
+    covariance grows within a second to where a wheel still off by the same 0.6 m/s passes the NIS
+    gate, and accepting it would pull the filter onto the slipping wheels (which then made the
+    wheels that stopped slipping look like slip). So a slip that starts after the wheels agreed
+    with the filter holds while the difference stays over the threshold, whatever the NIS, and
+    ends when the wheel agrees with the IMU again or after ``slip_hold_max_s`` (the filter's own
+    velocity may be what is wrong: never lock the wheels out for good). Before the wheels first
+    agree after an initialization (its velocity may be a guess) only the per-message test applies.
+    Counts are kept.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.slipping = False
         self.count = 0
+        self.restart()
 
-    def check(self, v_wheel: float, v_pred: float, S_vv: float) -> bool:
+    def restart(self) -> None:
+        """The filter was (re-)initialized: its velocity has not been checked against the wheels."""
+        self.slipping = False
+        self.since = None       # stamp (s) the current slip started
+        self.agreed = False     # a wheel reading agreed with the filter since the initialization
+
+    def check(self, v_wheel: float, v_pred: float, S_vv: float, t: float | None = None) -> bool:
+        """Is the wheel reading ``v_wheel`` (m/s) at stamp ``t`` (s) slip, given the filter's
+        predicted forward speed ``v_pred`` (m/s) and innovation variance ``S_vv`` (m^2/s^2)?"""
+        cfg = self.cfg
         d = v_wheel - v_pred
-        nis = d * d / max(S_vv, 1e-12)
-        self.slipping = bool(nis > self.cfg.slip_gate_chi2
-                             and abs(d) > self.cfg.slip_abs_mps + self.cfg.slip_rel * abs(v_wheel))
+        over = abs(d) > cfg.slip_abs_mps + cfg.slip_rel * abs(v_wheel)
+        held = (self.slipping and over and t is not None and self.since is not None
+                and 0.0 <= t - self.since < cfg.slip_hold_max_s)
+        started = over and d * d / max(S_vv, 1e-12) > cfg.slip_gate_chi2
+        if started and not self.slipping:
+            self.since = t if self.agreed else None
+        self.slipping = bool(held or started)
+        if not self.slipping:
+            self.since = None
+            self.agreed = True
         self.count += int(self.slipping)
         return self.slipping
