@@ -407,11 +407,11 @@ class FusionFilter:
         if a.anchor is not None and self.cfg.gnss_reanchor:
             # a jump/drift hold opens: undo what the filter absorbed since the reference epoch
             action, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg)
-            if action == "replaced":     # the epochs since the anchor carried the fault
-                # (only then: a grown covariance says the filter *may* carry it; the epochs
-                # stay references, else one false alarm keeps the old reference for minutes)
-                self.monitor.distrust_since(a.anchor.t)
             if action == "replaced":
+                # the epochs since the anchor carried the fault (only then: a grown covariance
+                # says the filter *may* carry it; the epochs stay references, else one false
+                # alarm keeps the old reference for minutes)
+                self.monitor.distrust_since(a.anchor.t)
                 self.counters["gnss.reanchored"] += 1
                 self.reasons["gnss_reanchor"] = (f"pose re-anchored on dead reckoning from t={a.anchor.t:.1f} "
                                                  f"(Mahalanobis^2 {m2:.1f}): {a.reason}")

@@ -364,7 +364,7 @@ class GnssMonitor:
                 break
         if last is None or t - last[0] < self.cfg.gnss_timeout_s:
             return False
-        if self._window_check(t, var_h, checks, t - last[0], self.cfg.gnss_jump_m, ref=last):
+        if self._window_check(t, var_h, checks, t - last[0], self.cfg.gnss_jump_m, ref=last, key="gap"):
             return False
         for e in self.epochs:
             if e[0] < last[0]:
@@ -372,9 +372,11 @@ class GnssMonitor:
         self._fit_t, self._fit_R = -np.inf, None
         return True
 
-    def _window_check(self, t, var_h, checks, W, floor_m, ref=None) -> str:
+    def _window_check(self, t, var_h, checks, W, floor_m, ref=None, key: str = "") -> str:
         """Reason string when the GNSS displacement over the last ``W`` seconds disagrees with
-        the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``."""
+        the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``; ``ref`` a
+        given reference epoch instead of the newest accepted one ``W`` old, ``key`` the name of
+        its entries in ``checks`` (default ``window<W>``)."""
         cfg = self.cfg
         if ref is None:
             for e in self.epochs:          # oldest first: newest accepted epoch at least W old
@@ -398,8 +400,9 @@ class GnssMonitor:
         yaw_sd = cfg.gnss_window_yaw_std_rad if R_fit is not None else \
             max(min(ref[7], cur[7]), cfg.gnss_window_yaw_std_rad)
         sigma = np.sqrt(var_h + (cfg.gnss_window_odom_rel * dist) ** 2 + (yaw_sd * dist) ** 2)
-        checks[f"window{W:.0f}_mismatch_m"] = mism
-        checks[f"window{W:.0f}_sigma_m"] = sigma
+        key = key or f"window{W:.0f}"
+        checks[f"{key}_mismatch_m"] = mism
+        checks[f"{key}_sigma_m"] = sigma
         thr = max(floor_m, cfg.gnss_jump_sigma * sigma)
         if mism > thr:
             self._fired_ref = ref
@@ -441,7 +444,7 @@ class WheelSlipDetector:
         cfg = self.cfg
         d = v_wheel - v_pred
         over = abs(d) > cfg.slip_abs_mps + cfg.slip_rel * abs(v_wheel)
-        held = (self.slipping and over and t is not None and self.since is not None
+        held = (self.slipping and over and self.since is not None     # since: None without t
                 and 0.0 <= t - self.since < cfg.slip_hold_max_s)
         started = over and d * d / max(S_vv, 1e-12) > cfg.slip_gate_chi2
         if started and not self.slipping:
