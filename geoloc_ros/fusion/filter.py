@@ -284,7 +284,8 @@ class FusionFilter:
             return True
         w = meas.wheel if zupt else WheelSpeed(meas.t, meas.v, meas.var_white, 1.0, meas.Rbw, meas.lever, nhc=False)
         inn = self.kf.innovation(w)
-        slipping = self.slip.check(w.v, w.v - float(inn.residual[0]), float(inn.S[0, 0]), meas.t)
+        slipping = self.slip.check(w.v, w.v - float(inn.residual[0]), float(inn.S[0, 0]), meas.t,
+                                    moving=not zupt)
         if not slipping:
             if zupt:
                 self.counters["wheel.zupt"] += 1

@@ -420,10 +420,13 @@ class WheelSlipDetector:
     covariance grows within a second to where a wheel still off by the same 0.6 m/s passes the NIS
     gate, and accepting it would pull the filter onto the slipping wheels (which then made the
     wheels that stopped slipping look like slip). So a slip that starts after the wheels agreed
-    with the filter holds while the difference stays over the threshold, whatever the NIS, and
-    ends when the wheel agrees with the IMU again or after ``slip_hold_max_s`` (the filter's own
-    velocity may be what is wrong: never lock the wheels out for good). Before the wheels first
-    agree after an initialization (its velocity may be a guess) only the per-message test applies.
+    with the filter while moving holds while the difference stays over the threshold, whatever
+    the NIS, and ends when the wheel agrees with the IMU again or after ``slip_hold_max_s`` (the
+    filter's own velocity may be what is wrong: never lock the wheels out for good). Before the
+    wheels first agree while moving after an initialization (its velocity may be a guess), and
+    when the robot sets off from a stop (the wheels' step there is the start of the motion more
+    often than slip, and an IMU that misses the start-up pulse must not hold the wheels out), only
+    the per-message test applies.
     Counts are kept.
     """
 
@@ -436,11 +439,13 @@ class WheelSlipDetector:
         """The filter was (re-)initialized: its velocity has not been checked against the wheels."""
         self.slipping = False
         self.since = None       # stamp (s) the current slip started
-        self.agreed = False     # a wheel reading agreed with the filter since the initialization
+        self.agreed = False     # a moving wheel reading agreed with the filter since then
 
-    def check(self, v_wheel: float, v_pred: float, S_vv: float, t: float | None = None) -> bool:
+    def check(self, v_wheel: float, v_pred: float, S_vv: float, t: float | None = None,
+              moving: bool = True) -> bool:
         """Is the wheel reading ``v_wheel`` (m/s) at stamp ``t`` (s) slip, given the filter's
-        predicted forward speed ``v_pred`` (m/s) and innovation variance ``S_vv`` (m^2/s^2)?"""
+        predicted forward speed ``v_pred`` (m/s) and innovation variance ``S_vv`` (m^2/s^2)?
+        ``moving``: False for a wheel reading a stop (the zero-velocity update's check)."""
         cfg = self.cfg
         d = v_wheel - v_pred
         over = abs(d) > cfg.slip_abs_mps + cfg.slip_rel * abs(v_wheel)
@@ -452,6 +457,6 @@ class WheelSlipDetector:
         self.slipping = bool(held or started)
         if not self.slipping:
             self.since = None
-            self.agreed = True
+            self.agreed = moving
         self.count += int(self.slipping)
         return self.slipping
