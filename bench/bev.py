@@ -15,7 +15,12 @@ ones. Metrics (``bench_out/bev.json``):
 * ``retrieval_ms.flat|ivf.<N>`` per query over N random 256-D descriptors (1k..1M; 1M in full mode) and
   ``retrieval.ivf_agree.<N>``, the fraction of queries whose IVF first answer is the exact one;
 * ``fpfh.latency_ms.cpu.p50`` (process CPU time), ``rein.speedup_vs_fpfh.p50|cpu_p50``;
-* ``rein.nees_in_bound``: fraction of OK poses whose 3-DoF NEES is inside the 95 % chi-square bound.
+* ``rein.nees_in_bound``: fraction of OK poses whose 3-DoF NEES is inside the 95 % chi-square bound;
+* ``rein.no_fix.<kind>`` / ``rein.wrong_fix.<kind>``: fraction of queries answered NO_FIX / answered
+  OK but outside 2 m, 5 deg; ``rein.unmapped_ok``: fraction of as many queries from another town
+  (world 43, same roads' kind, not mapped) answered OK (each one a confident wrong fix);
+  ``rein.impostor_floor``: the fewest inliers a fix needs in this map (from the wrong poses the map
+  gives its own keyframes, ``BevDatabase.calibrate_impostors``).
 """
 from __future__ import annotations
 
@@ -120,6 +125,10 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
         db.add_keyframe(extract_features(net, bev_image(pts, cfg), cfg), T)
         sc.add(pts, T)
         kf_pts.append(pts)
+    t_cal = time.perf_counter()
+    imp = db.calibrate_impostors()
+    print(f"  impostor calibration: {len(imp)} wrong poses, max {int(imp.max()) if len(imp) else 0} inliers, "
+          f"fixes need {db.impostor_floor()} ({time.perf_counter() - t_cal:.1f} s)", flush=True)
     loc = BevLocalizer(cfg, db, net)
     kf_xy = map_poses[:, :2, 3]
     m: dict[str, float] = {}
@@ -177,6 +186,8 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
             et, ey = _err(T_est, Tq)
             e_fp.append((et, ey))
             fs.append(et < 2.0 and ey < 5.0)
+        m[f"rein.no_fix.{kind}"] = float(np.mean([not np.isfinite(e[0]) for e in e_rein]))
+        m[f"rein.wrong_fix.{kind}"] = float(np.mean([np.isfinite(e[0]) and not ok for e, ok in zip(e_rein, rs)]))
         m[f"rein.recall1.{kind}"] = r1 / n_q
         m[f"rein.recall5.{kind}"] = r5 / n_q
         m[f"scancontext.recall1.{kind}"] = s1 / n_q
@@ -191,6 +202,12 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
                      m[f"rein.success.{kind}"], m[f"scancontext.success.{kind}"], m[f"fpfh.success.{kind}"],
                      m[f"rein.median_err_m.{kind}"], m[f"fpfh.median_err_m.{kind}"]])
         print(f"  {kind}: done ({time.time() - t_start:.0f} s)", flush=True)
+    other = make_world(seed + 1, size_m=120.0 if quick else 200.0)     # a town the map does not hold
+    unmapped = [loc.localize(simdata.scan_event(simdata.cast_scan(other, Tq, rng)))[0].status == CandidateStatus.OK
+                for Tq in simdata.revisit_queries(other, "same", n_q, rng)]
+    m["rein.unmapped_ok"] = float(np.mean(unmapped))
+    m["rein.impostor_floor"] = float(db.impostor_floor())
+    print(f"  unmapped town: {sum(unmapped)} of {n_q} queries answered OK (each a wrong fix)", flush=True)
     for k, v in stage_t.items():
         m[f"rein.latency_ms.{k}.p50"] = float(np.percentile(v, 50))
         m[f"rein.latency_ms.{k}.p95"] = float(np.percentile(v, 95))
@@ -210,7 +227,9 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
     m.update(_retrieval_scaling(sizes, cfg))
     print()
     print_table(["kind", "REIN R@1", "SC R@1", "REIN R@5", "SC R@5", "REIN succ", "SC succ", "FPFH succ",
-                 "REIN med m", "FPFH med m"], rows, title="BEV place recognition (success: < 2 m and < 5 deg)")
+                 "REIN med m", "FPFH med m", "REIN no fix", "REIN wrong"],
+                [r + [m[f"rein.no_fix.{r[0]}"], m[f"rein.wrong_fix.{r[0]}"]] for r in rows],
+                title="BEV place recognition (success: < 2 m and < 5 deg)")
     print()
     print_table(["stage", "p50 ms", "p95 ms"],
                 [[k, m[f"rein.latency_ms.{k}.p50"], m[f"rein.latency_ms.{k}.p95"]] for k in stage_t]

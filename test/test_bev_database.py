@@ -60,3 +60,47 @@ def test_malformed_map_is_a_clear_error(tmp_path):
         BevDatabase.load(MapDir.open(tmp_path / "m"), cfg)
     with pytest.raises(BevMapError, match="empty"):
         BevDatabase(cfg, None).save(MapDir.create(tmp_path / "e"))
+
+
+def test_impostor_floor_follows_the_maps_wrong_pose_inliers(tmp_path):
+    cfg = BevConfig(min_inliers=12, impostor_quantile=0.99, impostor_margin=1.0, impostor_min_samples=20)
+    db = BevDatabase(cfg, None)
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        db.add_keyframe(_feat(rng), se3(None, [20.0 * i, 0, 0]))
+    assert db.impostor_floor() == 12                                 # not calibrated: min_inliers
+    db.impostor_inliers = np.array([5] * 99 + [30])
+    assert db.impostor_floor() == 31                                 # the 0.99 quantile ('higher') is 30
+    db.impostor_inliers = np.array([5] * 100)
+    assert db.impostor_floor() == 12                                 # never below min_inliers
+    db.impostor_inliers = np.array([40] * 10)
+    assert db.impostor_floor() == 12                                 # too few samples to trust
+    md = MapDir.create(tmp_path / "m")
+    db.impostor_inliers = np.array([7] * 25)
+    db.save(md)
+    md.close()
+    assert np.array_equal(BevDatabase.load(MapDir.open(tmp_path / "m"), cfg).impostor_inliers, [7] * 25)
+    md = MapDir.create(tmp_path / "bad")
+    db.save(md)
+    md.write_json("bev_meta", {**db.meta(), "impostor_inliers": [7, -1, "x"]})
+    md.close()
+    with pytest.raises(BevMapError, match="impostor_inliers"):
+        BevDatabase.load(MapDir.open(tmp_path / "bad"), cfg)
+
+
+def test_calibration_counts_only_wrong_poses():
+    """Keyframes 30 m apart that hold the same features at two poses give each other wrong poses
+    with all keypoints as inliers; keyframes that see the same place at the right poses give none."""
+    cfg = BevConfig()
+    rng = np.random.default_rng(4)
+    f = _feat(rng)
+    same_place = BevDatabase(cfg, None)
+    for x in (0.0, 30.0):                 # the same scan at two places: every pose between them is wrong
+        same_place.add_keyframe(f, se3(None, [x, 0, 0]))
+    s = same_place.calibrate_impostors()
+    assert len(s) == 2 and np.all(s == 50)
+    right = BevDatabase(cfg, None)
+    for x in (0.0, 30.0):                 # the same points seen from two poses: the poses come out right
+        g = Features(f.global_desc, (f.kp_xy_m - [x, 0.0]).astype(np.float32), f.kp_desc)
+        right.add_keyframe(g, se3(None, [x, 0, 0]))
+    assert len(right.calibrate_impostors()) == 0

@@ -108,3 +108,52 @@ def test_scan_far_outside_the_map_is_no_fix(street):
         p = np.fromfile(KITTI / "000000.bin", np.float32).reshape(-1, 4)[:, :3]
         c = loc.localize(ScanEvent(0.0, p))[0]
         assert c.status == CandidateStatus.NO_FIX, c.info
+
+
+def _copy_db(db, cfg, net, shift_m=None):
+    """The street's keyframes again; with ``shift_m`` each one a second time, ``shift_m`` further
+    along y (a town that repeats the street: every revisit matches two places equally)."""
+    from geoloc_ros.bev.features import Features
+    out = BevDatabase(cfg, net)
+    for k in range(len(db)):
+        T, kp, kd = db.keyframe(k)
+        f = Features(db.global_desc[k], kp, kd)
+        out.add_keyframe(f, T)
+        if shift_m is not None:
+            T2 = T.copy()
+            T2[1, 3] += shift_m
+            out.add_keyframe(f, T2)
+    out.impostor_inliers = db.impostor_inliers
+    return out
+
+
+def test_a_place_the_map_holds_twice_is_no_fix(street):
+    """Two keyframes per place at poses 30 m apart: each pose has a rival as good as itself."""
+    cfg, net, world, changed, db, poses = street
+    twice = _copy_db(db, cfg, net, shift_m=30.0)
+    Tq = simdata._pose(changed, 3.1, poses[0, 1, 3], 0.05)
+    scan = _query(changed, Tq)
+    c = BevLocalizer(cfg, twice, net).localize(scan)[0]
+    assert c.status == CandidateStatus.NO_FIX and "no distinct pose" in c.reason, c.reason
+    import dataclasses
+    off = dataclasses.replace(cfg, distinct_ratio=0.0)        # the distinctiveness gate is what refuses it
+    c = BevLocalizer(off, twice, net).localize(scan)[0]
+    assert c.status == CandidateStatus.OK, c.reason
+
+
+def test_the_maps_own_wrong_poses_set_the_inlier_floor(street, tmp_path):
+    cfg, net, world, changed, db, poses = street
+    s = db.impostor_inliers
+    assert s is not None and len(s) >= cfg.impostor_min_samples
+    assert db.impostor_floor() > np.quantile(s, cfg.impostor_quantile) and db.impostor_floor() >= cfg.min_inliers
+    md = MapDir.create(tmp_path / "map")
+    db.save(md)
+    md.close()
+    assert np.array_equal(BevDatabase.load(MapDir.open(tmp_path / "map"), cfg, net).impostor_inliers, s)
+    Tq = simdata._pose(changed, 3.1, poses[0, 1, 3], 0.05)
+    c = BevLocalizer(cfg, db, net).localize(_query(changed, Tq))[0]
+    assert c.status == CandidateStatus.OK and c.info["inliers"] >= c.info["impostor_floor"] == db.impostor_floor()
+    strict = _copy_db(db, cfg, net)
+    strict.impostor_inliers = np.full(50, c.info["inliers"])   # wrong poses here would get as many
+    c = BevLocalizer(cfg, strict, net).localize(_query(changed, Tq))[0]
+    assert c.status == CandidateStatus.NO_FIX and "wrong poses in this map reach" in c.reason, c.reason

@@ -40,5 +40,17 @@ class BevConfig:
     inlier_threshold_m: float = param(0.5, "RANSAC inlier distance", "m")
     min_inliers: int = param(12, "fewer pose inliers than this is no fix")
     min_inlier_ratio: float = param(0.08, "fewer inliers per mutual match than this is no fix")
+    distinct_ratio: float = param(2.5, "a pose is a fix only when it has at least this many times the inliers of "
+                                  "the best pose another retrieved keyframe gives that differs from it (by more than "
+                                  "distinct_dist_m or distinct_yaw_rad): outside the map every retrieved keyframe "
+                                  "scores a different pose about alike; 0: off")
+    distinct_dist_m: float = param(2.0, "poses of two retrieved keyframes this far apart are different answers", "m")
+    distinct_yaw_rad: float = param(0.35, "poses of two retrieved keyframes this far apart in heading are different "
+                                    "answers", "rad")
+    impostor_quantile: float = param(0.99, "quantile of the inlier counts of the wrong poses a map gives its own "
+                                     "keyframes (calibrated when it is built) that a fix must beat")
+    impostor_margin: float = param(1.0, "a fix needs more inliers than impostor_margin times that quantile (and at "
+                                   "least min_inliers); 0: min_inliers only")
+    impostor_min_samples: int = param(20, "a map with fewer wrong-pose samples than this uses min_inliers only")
     cov_inflation: float = param(6.0, "inflation of the least-squares covariance for correlated keypoint errors")
     seed: int = param(0, "seed of the RANSAC sampler (reproducible answers)")

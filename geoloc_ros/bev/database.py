@@ -8,6 +8,10 @@ differing parameter: descriptors of different networks or images are not compara
 ``bev_keyframes.npz``: ``poses`` (N, 4, 4) T_map_base, ``stamps`` (N,) s, ``global_desc`` (N, G)
 float32, ``kp_xy_m`` (M, 2) float32, ``kp_desc`` (M, 128) float16, ``kp_offsets`` (N+1,) int64
 (keyframe i owns rows ``kp_offsets[i]:kp_offsets[i+1]``). About 110 KB per keyframe.
+
+``bev_meta.json`` also holds ``impostor_inliers``: the pose inlier counts of *wrong* poses the
+map gives its own keyframes (:meth:`BevDatabase.calibrate_impostors`, run by ``build_database``),
+the chance level of these weights in this map that a fix must beat (``BevConfig.impostor_*``).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 
 from geoloc_ros.bev.features import Features, extract_features, features_from_scan
 from geoloc_ros.bev.image import BevInputError
+from geoloc_ros.bev.pose import estimate_pose, map_xyyaw
 from geoloc_ros.bev.rein import ReinNet, default_weights_path, weights_digest
 from geoloc_ros.events import ScanEvent
 from geoloc_ros.geometry import wrap_angle, yaw_of
@@ -91,6 +96,8 @@ class BevDatabase:
         self.global_desc: list[np.ndarray] = []
         self.kp_xy: list[np.ndarray] = []
         self.kp_desc: list[np.ndarray] = []
+        #: (S,) int inlier counts of wrong poses among the map's own keyframes; None: not calibrated
+        self.impostor_inliers: np.ndarray | None = None
         self._index = None
 
     def __len__(self) -> int:
@@ -139,12 +146,67 @@ class BevDatabase:
         """(T_map_base (4,4), kp_xy_m (K,2) float64, kp_desc (K,128) float32) of keyframe i."""
         return self.poses[i], self.kp_xy[i].astype(np.float64), self.kp_desc[i].astype(np.float32)
 
+    # ---- chance level ------------------------------------------------------------------------
+    def calibrate_impostors(self, max_queries: int = 200, exclude_m: float = 10.0) -> np.ndarray:
+        """(S,) inlier counts of the wrong poses the map gives its own keyframes; also stored in
+        :attr:`impostor_inliers` (and in ``bev_meta.json`` by :meth:`save`).
+
+        Up to ``max_queries`` keyframes (evenly spread) are each posed (:func:`estimate_pose`)
+        against the ``top_k`` keyframes of most similar global descriptor farther than
+        ``exclude_m``: the other places retrieval would offer. A pose more than
+        ``distinct_dist_m`` or ``distinct_yaw_rad`` from the query keyframe's own pose is wrong
+        and its inlier count is one sample (a right one, from overlapping keyframes, is not).
+        These weights, this sensor and this town set how many inliers a wrong place gets, and a
+        scan of an unmapped place meets about the same; no fixed ``min_inliers`` fits every
+        weights file.
+        """
+        cfg = self.cfg
+        n = len(self)
+        samples: list[int] = []
+        if n >= 2:
+            G = np.stack(self.global_desc).astype(np.float32)
+            P = np.stack(self.poses)
+            rng = np.random.default_rng(cfg.seed)
+            for i in np.unique(np.linspace(0, n - 1, min(n, max_queries)).round().astype(int)):
+                sim = G @ G[i]
+                far = np.hypot(*(P[:, :2, 3] - P[i, :2, 3]).T) > exclude_m
+                cand = np.nonzero(far)[0]
+                cand = cand[np.argsort(-sim[cand], kind="stable")[:cfg.top_k]]
+                _, kq, dq = self.keyframe(int(i))
+                xi, yi, ai = P[i, 0, 3], P[i, 1, 3], float(np.arctan2(P[i, 1, 0], P[i, 0, 0]))
+                for j in cand:
+                    T_j, kp, kd = self.keyframe(int(j))
+                    r = estimate_pose(kq, dq, kp, kd, cfg, rng)
+                    if r.inliers == 0:
+                        samples.append(0)
+                        continue
+                    x, y, a = map_xyyaw(T_j, r)
+                    if np.hypot(x - xi, y - yi) > cfg.distinct_dist_m or \
+                            abs(float(wrap_angle(a - ai))) > cfg.distinct_yaw_rad:
+                        samples.append(int(r.inliers))
+        self.impostor_inliers = np.asarray(samples, np.int64)
+        return self.impostor_inliers
+
+    def impostor_floor(self) -> int:
+        """Fewest pose inliers a fix needs in this map: ``min_inliers``, or more where the map's
+        wrong poses (:attr:`impostor_inliers`, ``impostor_quantile``) reach it times
+        ``impostor_margin``; ``min_inliers`` for a map without (enough) samples."""
+        cfg = self.cfg
+        s = self.impostor_inliers
+        if s is None or len(s) < cfg.impostor_min_samples or cfg.impostor_margin <= 0:
+            return int(cfg.min_inliers)
+        q = float(np.quantile(s, cfg.impostor_quantile, method="higher"))
+        return max(int(cfg.min_inliers), int(np.floor(cfg.impostor_margin * q)) + 1)
+
     # ---- persistence -------------------------------------------------------------------------
     def meta(self) -> dict:
         g = len(self.global_desc[0]) if self.global_desc else 0
-        return {"format": "geoloc_bev", "version": 1, "keyframes": len(self),
-                "global_dim": g, "weights_sha256": self.weights_sha256,
-                "config": {k: getattr(self.cfg, k) for k in MAP_KEYS}}
+        m = {"format": "geoloc_bev", "version": 1, "keyframes": len(self),
+             "global_dim": g, "weights_sha256": self.weights_sha256,
+             "config": {k: getattr(self.cfg, k) for k in MAP_KEYS}}
+        if self.impostor_inliers is not None:
+            m["impostor_inliers"] = [int(v) for v in self.impostor_inliers]
+        return m
 
     def save(self, mapdir: MapDir) -> None:
         """Write ``bev_keyframes.npz`` and ``bev_meta.json`` into a writable map directory."""
@@ -194,6 +256,11 @@ class BevDatabase:
         db.global_desc = list(a["global_desc"].astype(np.float32))
         db.kp_xy = [a["kp_xy_m"][off[i]:off[i + 1]] for i in range(n)]
         db.kp_desc = [a["kp_desc"][off[i]:off[i + 1]] for i in range(n)]
+        imp = meta.get("impostor_inliers")
+        if imp is not None:
+            if not (isinstance(imp, list) and all(isinstance(v, int) and v >= 0 for v in imp)):
+                raise BevMapError(f"{root}: bev_meta.json impostor_inliers is not a list of counts")
+            db.impostor_inliers = np.asarray(imp, np.int64)
         return db
 
 
@@ -235,4 +302,8 @@ def build_database(scans_with_poses: Iterable[tuple[ScanEvent, np.ndarray]], cfg
     if skipped:
         log.info("build_database: %d scans skipped (unusable scan or pose)", skipped)
     db.skipped = skipped
+    imp = db.calibrate_impostors()
+    if len(imp):
+        log.info("build_database: wrong poses among the keyframes reach %d inliers (p50 %d, %d samples): "
+                 "fixes need %d", int(imp.max()), int(np.median(imp)), len(imp), db.impostor_floor())
     return db

@@ -6,7 +6,15 @@ Steps of :meth:`BevLocalizer.localize`:
 2. REIN: global descriptor + local descriptors at FAST keypoints;
 3. retrieval of the ``top_k`` nearest keyframes (FAISS);
 4. pose against each: mutual matches, 2-point RANSAC, least squares, covariance;
-5. re-rank by inlier count; OK candidates best first, or one NO_FIX candidate saying why.
+5. chance level and distinctiveness: a pose is kept only with more inliers than the wrong poses
+   of this map reach (:meth:`BevDatabase.impostor_floor`, calibrated on the map's own keyframes
+   when it was built: how many inliers these weights give a wrong place here) and with
+   ``distinct_ratio`` times the inliers of the best *different* pose (another place or heading)
+   that the other retrieved keyframes give, refused ones included. A true revisit gives one pose
+   many inliers and its neighbours the same pose; a scan of an unmapped place gives several
+   different poses about equally few, and better descriptors raise the counts of both, so no
+   fixed inlier count separates them for every weights file;
+6. re-rank by inlier count; OK candidates best first, or one NO_FIX candidate saying why.
 """
 from __future__ import annotations
 
@@ -18,9 +26,10 @@ import torch
 from geoloc_ros.bev.database import BevDatabase
 from geoloc_ros.bev.features import extract_features
 from geoloc_ros.bev.image import BevInputError, scan_to_bev
-from geoloc_ros.bev.pose import estimate_pose, se2_pose_to_map
+from geoloc_ros.bev.pose import estimate_pose, map_xyyaw, se2_pose_to_map
 from geoloc_ros.bev.rein import ReinNet, load_rein
 from geoloc_ros.events import Candidate, CandidateStatus, ScanEvent
+from geoloc_ros.geometry import wrap_angle
 
 __all__ = ["BevLocalizer"]
 
@@ -68,28 +77,54 @@ class BevLocalizer:
         results = []
         reasons = []
         kq = f.kp_xy_m.astype(np.float64)
+        tried = []                       # (inliers, map x_m, y_m, yaw_rad) of every refined pose
         for i, s in zip(idx, sims):
             T_kf, kp, kd = self.db.keyframe(int(i))
             r = estimate_pose(kq, f.kp_desc, kp, kd, self.cfg, self.rng)
+            if r.inliers > 0:
+                tried.append((r.inliers, *map_xyyaw(T_kf, r)))
             if r.ok:
-                results.append((r, int(i), float(s)))
+                results.append((r, int(i), float(s), tried[-1][1:]))
             else:
                 reasons.append(f"keyframe {int(i)}: {r.reason}")
+        floor = self.db.impostor_floor()
+        distinct, ambiguous = [], []
+        for r, i, s, xyyaw in results:
+            rival = _rival_inliers(xyyaw, tried, self.cfg)
+            if r.inliers < floor:
+                ambiguous.append(f"keyframe {i}: {r.inliers} inliers, wrong poses in this map reach {floor - 1}")
+            elif r.inliers < self.cfg.distinct_ratio * rival:
+                ambiguous.append(f"keyframe {i}: {r.inliers} inliers, a different pose {rival}, "
+                                 f"< {self.cfg.distinct_ratio:g}x")
+            else:
+                distinct.append((r, i, s, rival))
+        results = distinct
         t4 = time.perf_counter()
         tm = {"bev_image": (t1 - t0) * 1e3, "network": f.timings_ms["network"],
               "keypoints": f.timings_ms["keypoints"], "retrieval": (t3 - t2) * 1e3,
               "pose": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3,
               "cpu_total": (time.thread_time() - c0) * 1e3}   # CPU time of this thread: the load of the machine aside
         self.last_timings_ms = tm
+        if not results and ambiguous:
+            return [_no_fix(f"no distinct pose: ambiguous or unmapped place ({ambiguous[0]})", {"timings_ms": tm})]
         if not results:
             best = reasons[0] if reasons else "no keyframe retrieved"
             return [_no_fix(f"no retrieved keyframe gives a pose ({best})", {"timings_ms": tm})]
         results.sort(key=lambda x: -x[0].inliers)
         out = []
-        for r, i, s in results:
+        for r, i, s, rival in results:
             T, cov6 = se2_pose_to_map(self.db.poses[i], r)
             out.append(Candidate(T, cov6, float(r.inliers), CandidateStatus.OK, source="bev",
                                  info={"keyframe": i, "inliers": r.inliers, "matches": r.matches,
-                                       "rms_m": r.rms_m, "similarity": s, "dof": "xyyaw",
-                                       "timings_ms": tm}))
+                                       "rival_inliers": rival, "impostor_floor": floor, "rms_m": r.rms_m, "similarity": s,
+                                       "dof": "xyyaw", "timings_ms": tm}))
         return out
+
+
+def _rival_inliers(xyyaw, tried, cfg) -> int:
+    """Most inliers of a tried pose (inliers, x_m, y_m, yaw_rad) that differs from ``xyyaw`` by more
+    than ``distinct_dist_m`` or ``distinct_yaw_rad``; 0 when all agree with it."""
+    x, y, a = xyyaw
+    return max((k for k, xo, yo, ao in tried
+                if np.hypot(xo - x, yo - y) > cfg.distinct_dist_m
+                or abs(float(wrap_angle(ao - a))) > cfg.distinct_yaw_rad), default=0)

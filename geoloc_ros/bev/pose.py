@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from geoloc_ros.geometry import rot_z, se2, se3
+from geoloc_ros.geometry import rot_z, se2, se3, wrap_angle
 
 __all__ = ["fast_keypoints", "mutual_matches", "top_k_matches", "PoseResult", "estimate_pose", "se2_pose_to_map",
-           "fit_rigid_2d"]
+           "fit_rigid_2d", "map_xyyaw"]
 
 # Bresenham circle of radius 3 (16 pixels), clockwise from the top, as (du, dv).
 _CIRCLE = np.array([(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3),
@@ -111,7 +111,10 @@ def fit_rigid_2d(q: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
 
 @dataclass
 class PoseResult:
-    """Pose of a query in a keyframe's base frame: p_kf = R(yaw) p_query + (x, y)."""
+    """Pose of a query in a keyframe's base frame: p_kf = R(yaw) p_query + (x, y).
+
+    A refused pose (``ok`` False) that got as far as the refinement keeps its x, y, yaw and
+    ``inliers`` (its covariance stays NaN); one refused earlier has ``inliers`` 0."""
     ok: bool
     reason: str = ""
     x_m: float = 0.0
@@ -215,12 +218,15 @@ def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, de
         yaw, t = fit_rigid_2d(kp_q_m[inl], pc[np.nonzero(inl)[0], best[inl]])
     inl, best = sel
     k = int(inl.sum())
+    # a refused pose keeps its x, y, yaw and inlier count: the engine weighs every retrieved
+    # keyframe's best pose against the others (a wrong place scores several different poses alike)
+    tx, ty = float(t[0]), float(t[1])
     if k < cfg.min_inliers:
         return PoseResult(False, f"only {k} RANSAC inliers of {nq} keypoints ({n} mutual matches, "
-                          f"< {cfg.min_inliers})", inliers=k, matches=n)
+                          f"< {cfg.min_inliers})", tx, ty, yaw, inliers=k, matches=n)
     if k < cfg.min_inlier_ratio * min(nq, nk):
         return PoseResult(False, f"inlier ratio {k}/{min(nq, nk)} below {cfg.min_inlier_ratio:g}",
-                          inliers=k, matches=n)
+                          tx, ty, yaw, inliers=k, matches=n)
     q = kp_q_m[inl]
     p = pc[np.nonzero(inl)[0], best[inl]]
     R = rot_z(yaw)[:2, :2]
@@ -256,3 +262,12 @@ def se2_pose_to_map(T_map_kf: np.ndarray, res: PoseResult,
     idx = [0, 1, 5]
     cov6[np.ix_(idx, idx)] = c3
     return T, cov6
+
+
+def map_xyyaw(T_map_kf: np.ndarray, res: PoseResult) -> tuple[float, float, float]:
+    """(x_m, y_m, yaw_rad) in the map of a :class:`PoseResult` against a keyframe at T_map_kf (4, 4)
+    (the x, y, yaw part of :func:`se2_pose_to_map`, without the covariance)."""
+    a = float(np.arctan2(T_map_kf[1, 0], T_map_kf[0, 0]))
+    c, s = np.cos(a), np.sin(a)
+    return (float(T_map_kf[0, 3] + c * res.x_m - s * res.y_m), float(T_map_kf[1, 3] + s * res.x_m + c * res.y_m),
+            float(wrap_angle(a + res.yaw_rad)))
