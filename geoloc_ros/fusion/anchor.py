@@ -41,14 +41,16 @@ class Anchor:
 
 
 def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, z_now_xy, cfg, gate: float = CHI2_3_95,
-             absorbed_frac: float = 0.25):
+             absorbed_frac: float = 0.25, witness_xy=None):
     """Replace the pose of ``kf`` (an ErrorStateKF at the current stamp) by the dead-reckoned pose
     from ``anchor`` when the two disagree beyond ``gate`` and the filter's offset from it, along
     the GNSS-minus-dead-reckoning mismatch (``z_now_xy`` the current GNSS antenna position, map
     frame), is at least ``absorbed_frac`` of that mismatch. When it moved that way but the two
     agree within ``gate`` (the dead-reckoned pose is too uncertain to take), the filter's (x, y,
     yaw) covariance grows by the outer product of their difference instead. Returns (action,
-    Mahalanobis^2) with action "replaced", "inflated" or None.
+    Mahalanobis^2) with action "replaced", "inflated", "kept" or None. ``witness_xy`` (2,): a pose
+    fix taken since the anchor, carried to now (map frame, m): when the filter's position is
+    nearer to it than the dead-reckoned one, that fix held the filter and nothing changes ("kept").
 
     Dead-reckoned pose: anchor position + map<-odom rotation at the anchor applied to the odom
     displacement since; yaw: anchor yaw + odom yaw change. Its covariance: the anchor's plus the
@@ -81,6 +83,10 @@ def reanchor(kf, anchor: Anchor, odom_now, dist_now_m: float, z_now_xy, cfg, gat
     absorbed = float(e[:2] @ mism) / n if n > 0 else 0.0
     if absorbed < absorbed_frac * n:
         return None, m2
+    if witness_xy is not None:
+        w = np.asarray(witness_xy, float)[:2]
+        if np.linalg.norm(kf.p[:2] - w) <= np.linalg.norm(p_dr - w):
+            return "kept", m2
     if m2 <= gate:
         # the dead-reckoned pose is too uncertain to replace the filter's (an anchor soon after
         # initialization), but the filter did move towards the mismatch: its pose may carry that

@@ -98,6 +98,8 @@ class FusionFilter:
         self._last_est = None
         self._nis_only_since = None
         self._fix_used = False
+        # the newest pose fix the filter took: (stamp s, x, y m, yaw rad, odom pose then (3,))
+        self._last_fix = None
 
     @property
     def initialized(self) -> bool:
@@ -407,7 +409,8 @@ class FusionFilter:
             return True
         if a.anchor is not None and self.cfg.gnss_reanchor:
             # a jump/drift hold opens: undo what the filter absorbed since the reference epoch
-            action, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg)
+            action, m2 = reanchor(kf, a.anchor, odom, dist, meas.z[:2], self.cfg,
+                                  witness_xy=self._fix_witness(a.anchor.t, odom))
             if action == "replaced":
                 # the epochs since the anchor carried the fault (only then: a grown covariance
                 # says the filter *may* carry it; the epochs stay references, else one false
@@ -416,6 +419,10 @@ class FusionFilter:
                 self.counters["gnss.reanchored"] += 1
                 self.reasons["gnss_reanchor"] = (f"pose re-anchored on dead reckoning from t={a.anchor.t:.1f} "
                                                  f"(Mahalanobis^2 {m2:.1f}): {a.reason}")
+            elif action == "kept":
+                self.counters["gnss.reanchor_kept"] += 1
+                self.reasons["gnss_reanchor"] = (f"pose kept: the pose fix since t={a.anchor.t:.1f} is nearer to it "
+                                                 f"than to dead reckoning: {a.reason}")
             elif action == "inflated":
                 self.counters["gnss.reanchor_inflated"] += 1
                 self.reasons["gnss_reanchor"] = (f"pose covariance grown by what it may have absorbed since "
@@ -450,6 +457,16 @@ class FusionFilter:
                 meas.rows = slice(0, 2)
                 self.counters["gnss.altitude_rejected"] += 1
         return True
+
+    def _fix_witness(self, t_after: float, odom_now) -> np.ndarray | None:
+        """The newest pose fix taken after ``t_after``, carried to now by the odom increment
+        since (map frame x, y, m), or None: independent evidence of where the robot is."""
+        f = self._last_fix
+        if f is None or f[0] <= t_after:
+            return None
+        t, x, y, yaw, odom_then = f
+        d = np.asarray(odom_now, float)[:2] - odom_then[:2]
+        return np.array([x, y]) + rot_z(yaw - odom_then[2])[:2, :2] @ d
 
     # ---- step 7: pose fixes ------------------------------------------------------------------
     def _on_fix(self, ev: PoseFixEvent, t: float):
@@ -489,6 +506,10 @@ class FusionFilter:
         if not self._fix_used:
             self._reject("fix", f"NIS {inn.nis:.1f} over gate {self.cfg.fix_nis_gate:g}")
             return False
+        if self._last_fix is None or meas.t >= self._last_fix[0]:
+            T = meas.T
+            self._last_fix = (meas.t, float(T[0, 3]), float(T[1, 3]), float(np.arctan2(T[1, 0], T[0, 0])),
+                              self.odom.at(meas.t)[0].copy())
         return True
 
     # ---- step 3: initialization --------------------------------------------------------------
