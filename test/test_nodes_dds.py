@@ -277,7 +277,10 @@ def test_malformed_burst_leaves_node_alive_and_correct(world):
     for k, c in d.items():
         assert c["received"] > 0, f"{k}: the node counted nothing of the burst: {c}"
         assert c["accepted"] == 0, f"{k}: a malformed message was processed: {c}"
-        assert c["rejected"] + c["dropped"] == c["received"], f"{k}: messages not accounted for: {c}"
+        # a sample may be folded into its neighbour by the IMU merge (same frame, 1 ms apart:
+        # faster than the IMU can be) before the filter rejects the pair: counted as merged
+        assert c["rejected"] + c["dropped"] + c.get("merged", 0) == c["received"], \
+            f"{k}: messages not accounted for: {c}"
         assert w.node.unaccounted(k) == 0, k
     # ... each under its reason
     new = {k: {r: v - reasons0[k].get(r, 0) for r, v in w.stats(k).rejected.items()

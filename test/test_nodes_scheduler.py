@@ -111,3 +111,24 @@ def test_a_stream_faster_than_an_imu_is_merged_to_the_max_rate():
     assert len(out) == 50 and q.merged == 150 and q.merged_by["imu"] == 150
     assert np.allclose(np.diff([e.t for _, e, _ in out]), 0.002)
     assert out[0][1].acc_mps2[0] == 1.5     # mean of the first four samples
+
+
+def test_a_malformed_or_foreign_sample_is_never_folded_into_good_ones():
+    """Inside a flood a NaN sample (or one from another IMU frame) stays on its own: averaged in,
+    its NaN would spoil the good samples' mean and the filter would reject them all."""
+    q = InputQueues(window_s=0.0, max_latency_s=10.0, imu_max_rate_hz=520.0, max_batch=10000)
+    now = time.monotonic()
+    for i in range(8):                      # 2 kHz: four per merge period
+        e = imu(0.0005 * i, 1.0)
+        if i == 2:
+            e = ev.ImuEvent(t=e.t, acc_mps2=np.array([np.nan, 0.0, 9.8]), gyr_rps=e.gyr_rps)
+        if i == 5:
+            e = ev.ImuEvent(t=e.t, acc_mps2=e.acc_mps2, gyr_rps=e.gyr_rps, frame_id="other_imu")
+        q.put("imu", e, now)
+    out = [e for _, e, _ in drain(q)]
+    bad = [e for e in out if not np.isfinite(e.acc_mps2).all()]
+    assert len(bad) == 1 and bad[0].t == 0.001
+    good = [e for e in out if np.isfinite(e.acc_mps2).all()]
+    assert all(np.allclose(e.acc_mps2, [1.0, 0.0, 9.8]) for e in good)
+    assert sum(e.frame_id == "other_imu" for e in out) == 1
+    assert len(out) + q.merged == 8 and q.merged > 0

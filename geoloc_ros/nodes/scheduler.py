@@ -63,6 +63,16 @@ class _Stream:
     high_water: int = 0
 
 
+def _foldable(e: ev.ImuEvent) -> bool:
+    """Finite (3,) specific force and rate: a sample the IMU merge may average."""
+    try:
+        a = np.asarray(e.acc_mps2, float)
+        g = np.asarray(e.gyr_rps, float)
+    except (TypeError, ValueError):
+        return False
+    return a.shape == (3,) and g.shape == (3,) and bool(np.isfinite(a).all() and np.isfinite(g).all())
+
+
 class InputQueues:
     """Thread-safe per-input queues; ``put`` never blocks, ``take`` blocks up to a timeout.
 
@@ -194,9 +204,14 @@ class InputQueues:
             run.clear()
 
         for item in batch:
-            if item[0] == self.clock_input and isinstance(item[1], ev.ImuEvent):
+            e = item[1]
+            if item[0] == self.clock_input and isinstance(e, ev.ImuEvent) and _foldable(e):
+                if run and (e.frame_id != run[-1][1].frame_id or e.t < run[-1][1].t):
+                    flush()
                 run.append(item)
             else:
+                # a malformed, wrong-frame or stale sample is never folded into good ones (its NaN
+                # would spoil their mean; the filter rejects it, counted, on its own)
                 flush()
                 out.append(item)
         flush()
