@@ -22,7 +22,7 @@ import numpy as np
 
 from geoloc_ros.bev.features import Features, extract_features, features_from_scan
 from geoloc_ros.bev.image import BevInputError
-from geoloc_ros.bev.pose import estimate_pose, map_xyyaw
+from geoloc_ros.bev.pose import estimate_pose, map_xyyaw, poses_differ
 from geoloc_ros.bev.rein import ReinNet, default_weights_path, weights_digest
 from geoloc_ros.events import ScanEvent
 from geoloc_ros.geometry import wrap_angle, yaw_of
@@ -173,16 +173,14 @@ class BevDatabase:
                 cand = np.nonzero(far)[0]
                 cand = cand[np.argsort(-sim[cand], kind="stable")[:cfg.top_k]]
                 _, kq, dq = self.keyframe(int(i))
-                xi, yi, ai = P[i, 0, 3], P[i, 1, 3], float(np.arctan2(P[i, 1, 0], P[i, 0, 0]))
+                own = (P[i, 0, 3], P[i, 1, 3], yaw_of(P[i]))
                 for j in cand:
                     T_j, kp, kd = self.keyframe(int(j))
                     r = estimate_pose(kq, dq, kp, kd, cfg, rng)
                     if r.inliers == 0:
                         samples.append(0)
                         continue
-                    x, y, a = map_xyyaw(T_j, r)
-                    if np.hypot(x - xi, y - yi) > cfg.distinct_dist_m or \
-                            abs(float(wrap_angle(a - ai))) > cfg.distinct_yaw_rad:
+                    if poses_differ(map_xyyaw(T_j, r), own, cfg):
                         samples.append(int(r.inliers))
         self.impostor_inliers = np.asarray(samples, np.int64)
         return self.impostor_inliers

@@ -26,10 +26,9 @@ import torch
 from geoloc_ros.bev.database import BevDatabase
 from geoloc_ros.bev.features import extract_features
 from geoloc_ros.bev.image import BevInputError, scan_to_bev
-from geoloc_ros.bev.pose import estimate_pose, map_xyyaw, se2_pose_to_map
+from geoloc_ros.bev.pose import estimate_pose, map_xyyaw, poses_differ, se2_pose_to_map
 from geoloc_ros.bev.rein import ReinNet, load_rein
 from geoloc_ros.events import Candidate, CandidateStatus, ScanEvent
-from geoloc_ros.geometry import wrap_angle
 
 __all__ = ["BevLocalizer"]
 
@@ -124,7 +123,4 @@ class BevLocalizer:
 def _rival_inliers(xyyaw, tried, cfg) -> int:
     """Most inliers of a tried pose (inliers, x_m, y_m, yaw_rad) that differs from ``xyyaw`` by more
     than ``distinct_dist_m`` or ``distinct_yaw_rad``; 0 when all agree with it."""
-    x, y, a = xyyaw
-    return max((k for k, xo, yo, ao in tried
-                if np.hypot(xo - x, yo - y) > cfg.distinct_dist_m
-                or abs(float(wrap_angle(ao - a))) > cfg.distinct_yaw_rad), default=0)
+    return max((k for k, *other in tried if poses_differ(other, xyyaw, cfg)), default=0)

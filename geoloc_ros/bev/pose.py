@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from geoloc_ros.geometry import rot_z, se2, se3, wrap_angle
+from geoloc_ros.geometry import rot_z, se2, se3, wrap_angle, yaw_of
 
 __all__ = ["fast_keypoints", "mutual_matches", "top_k_matches", "PoseResult", "estimate_pose", "se2_pose_to_map",
-           "fit_rigid_2d", "map_xyyaw"]
+           "fit_rigid_2d", "map_xyyaw", "poses_differ"]
 
 # Bresenham circle of radius 3 (16 pixels), clockwise from the top, as (du, dv).
 _CIRCLE = np.array([(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3),
@@ -267,7 +267,14 @@ def se2_pose_to_map(T_map_kf: np.ndarray, res: PoseResult,
 def map_xyyaw(T_map_kf: np.ndarray, res: PoseResult) -> tuple[float, float, float]:
     """(x_m, y_m, yaw_rad) in the map of a :class:`PoseResult` against a keyframe at T_map_kf (4, 4)
     (the x, y, yaw part of :func:`se2_pose_to_map`, without the covariance)."""
-    a = float(np.arctan2(T_map_kf[1, 0], T_map_kf[0, 0]))
+    a = yaw_of(T_map_kf)
     c, s = np.cos(a), np.sin(a)
     return (float(T_map_kf[0, 3] + c * res.x_m - s * res.y_m), float(T_map_kf[1, 3] + s * res.x_m + c * res.y_m),
             float(wrap_angle(a + res.yaw_rad)))
+
+
+def poses_differ(a, b, cfg) -> bool:
+    """Are map poses ``a`` and ``b`` (x_m, y_m, yaw_rad) different answers: farther apart than
+    ``cfg.distinct_dist_m`` or ``cfg.distinct_yaw_rad``?"""
+    return bool(np.hypot(a[0] - b[0], a[1] - b[1]) > cfg.distinct_dist_m
+                or abs(float(wrap_angle(a[2] - b[2]))) > cfg.distinct_yaw_rad)
