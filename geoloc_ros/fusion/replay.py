@@ -118,9 +118,10 @@ class RunResult:
     n_imu: int
 
 
-def run_events(filt, events, sample_every: int = 1) -> RunResult:
+def run_events(filt, events, sample_every: int = 1, on_gnss=None) -> RunResult:
     """Feed ``events`` to ``filt`` (anything with ``process``); keep every ``sample_every``-th
-    estimate returned on an IMU event and the verdict after each GNSS event."""
+    estimate returned on an IMU event and the verdict after each GNSS event; ``on_gnss(filt, e)``,
+    when given, is called after each GNSS event (to read more of the filter's state there)."""
     import time
     ts, Ts, Cs, verdicts = [], [], [], []
     n_imu = 0
@@ -137,6 +138,8 @@ def run_events(filt, events, sample_every: int = 1) -> RunResult:
         elif isinstance(e, GnssEvent):
             cur = filt.estimate()
             verdicts.append((e.t, cur.gnss_verdict.value if cur.gnss_verdict else "NONE", cur.gnss_reason))
+            if on_gnss is not None:
+                on_gnss(filt, e)
         if est is not None:
             last = est
     secs = time.perf_counter() - t0
