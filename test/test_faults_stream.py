@@ -51,24 +51,25 @@ def scene(tmp_path_factory):
     return make_scene(tmp_path_factory.mktemp("faults_scene"), seed=0, duration_s=RUN_S)
 
 
-def _cfg(scene, kind):
+def _cfg(scene, bev):
     cfg = scene.config()
     cfg.bev_period_s = BEV_PERIOD_S
-    cfg.enable_bev = kind in LIDAR_ROWS
+    cfg.enable_bev = bev
     return cfg
 
 
-def _row(scene, kind):
-    """(score dict, CaseResult) of one fault row, computed once per session."""
-    if kind not in _cache:
-        lidar = kind in LIDAR_ROWS
-        key = ("clean", lidar)
+def _row(scene, kind, bev=None):
+    """(score dict, CaseResult) of one fault row, computed once per session; ``bev``: BEV fixes
+    on/off (default: on for the LiDAR rows only)."""
+    bev = kind in LIDAR_ROWS if bev is None else bev
+    if (kind, bev) not in _cache:
+        key = ("clean", bev)
         if key not in _cache:
-            _cache[key] = run_case(scene, [], "clean", cfg=_cfg(scene, kind))
+            _cache[key] = run_case(scene, [], "clean", cfg=_cfg(scene, bev))
         fault = StreamFault(kind, scene.t_start + T_FAULT_S, ROWS[kind][0])
-        res = run_case(scene, [fault], kind, cfg=_cfg(scene, kind))
-        _cache[kind] = (score(scene, res, _cache[key]), res)
-    return _cache[kind]
+        res = run_case(scene, [fault], kind, cfg=_cfg(scene, bev))
+        _cache[(kind, bev)] = (score(scene, res, _cache[key]), res)
+    return _cache[(kind, bev)]
 
 
 def _params(i):
@@ -114,13 +115,7 @@ def test_pose_stays_inside_its_3_sigma_during_the_fault(scene, kind):
 
 def test_gnss_drift_with_the_map_stays_inside_3_sigma(scene):
     """With BEV fixes the drifting GNSS disagrees with the map: rejected, the pose stays honest."""
-    cfg = scene.config()
-    cfg.bev_period_s = BEV_PERIOD_S
-    cfg.enable_bev = True
-    clean = run_case(scene, [], "clean", cfg=cfg)
-    res = run_case(scene, [StreamFault("gnss_drift", scene.t_start + T_FAULT_S, 15.0)], "gnss_drift",
-                   cfg=cfg)
-    s = score(scene, res, clean)
+    s, _ = _row(scene, "gnss_drift", bev=True)
     assert s["crashes"] == 0 and s["detected"] > 0, s
     assert s["outside_3sigma"] <= 0.05, s
     assert s["ate_during_m"] < 1.0 and s["recovery_s"] <= AFTER_S, s
