@@ -7,7 +7,7 @@ import numpy as np
 
 from geoloc_ros.events import ImuEvent, PoseFixEvent, VelocityEvent
 from geoloc_ros.fusion.config import FusionConfig
-from geoloc_ros.fusion.eskf import BodyVelocity, ErrorStateKF
+from geoloc_ros.fusion.eskf import N_ERR, BodyVelocity, ErrorStateKF
 from geoloc_ros.fusion.filter import FusionFilter
 from geoloc_ros.geometry import rot_z, se3
 
@@ -96,8 +96,8 @@ def test_body_velocity_jacobian_matches_finite_differences():
     m = BodyVelocity(0.0, np.zeros(3), np.eye(3), w_rps=np.zeros(3), cov_w=np.eye(3))
     H, r0, _ = m.model(kf)
     snap = kf.snapshot()
-    for i in range(15):
-        dx = np.zeros(15)
+    for i in range(N_ERR):
+        dx = np.zeros(N_ERR)
         dx[i] = 1e-6
         kf.inject(dx)
         _, r1, _ = m.model(kf)

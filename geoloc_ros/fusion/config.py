@@ -34,11 +34,16 @@ class FusionConfig:
     init_from_gnss: bool = param(True, "initialize from GNSS plus motion heading")
     # ---- wheel odometry ----------------------------------------------------------------------
     wheel_scale: float = param(1.0, "multiplier applied to the reported wheel speed", "")
+    init_wheel_scale_std: float = param(0.03, "initial std of the estimated wheel-speed scale (reported / true "
+                                        "forward speed, starts at 1 after wheel_scale); 0 with wheel_scale_walk 0: "
+                                        "no estimation", "")
+    wheel_scale_walk: float = param(1e-4, "random-walk density of the estimated wheel-speed scale (tyre wear, "
+                                    "load, pressure)", "1/sqrt(s)")
     wheel_lever_m: list = param([0.0, 0.0, 0.0], "position of the wheel-odometry frame in base_link", "m")
     wheel_yaw_rad: float = param(0.0, "yaw of the wheel-odometry frame in base_link", "rad")
     wheel_speed_std_mps: float = param(0.05, "wheel forward-speed standard deviation (floor)", "m/s")
-    wheel_speed_rel_std: float = param(0.1, "wheel forward-speed std relative to speed (covers the "
-                                       "time-correlated scale error, not only white noise)", "")
+    wheel_speed_rel_std: float = param(0.1, "wheel forward-speed std relative to speed (time-correlated "
+                                       "error beyond the estimated scale: terrain, tyre deformation in turns)", "")
     nhc_std_mps: float = param(0.05, "non-holonomic constraint std (lateral and vertical speed)", "m/s")
     wheel_yaw_rate_std_rps: float = param(0.03, "wheel yaw-rate std (floor); 0 disables its use", "rad/s")
     use_wheel_yaw_rate: bool = param(False, "use the wheel yaw rate as a gyro-bias measurement")

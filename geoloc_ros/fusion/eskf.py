@@ -1,17 +1,22 @@
-"""15-state error-state Kalman filter (ESKF) over IMU, wheel, GNSS and pose fixes.
+"""Error-state Kalman filter (ESKF) over IMU, wheel, GNSS and pose fixes: the 15 navigation
+states plus the wheel-speed scale.
 
 Nominal state (map frame, REP-103/105: x east/forward, z up): position ``p`` (3,) m, velocity
-``v`` (3,) m/s, orientation ``R`` (3, 3) = R_map_base, accelerometer bias ``ba`` (3,) m/s^2 and
-gyro bias ``bg`` (3,) rad/s. Error state (15,) = [dp, dv, dtheta, dba, dbg] with the attitude
-error in the body frame (R_true = R Exp(dtheta)), after Sola, "Quaternion kinematics for the
-error-state Kalman filter" (2017).
+``v`` (3,) m/s, orientation ``R`` (3, 3) = R_map_base, accelerometer bias ``ba`` (3,) m/s^2,
+gyro bias ``bg`` (3,) rad/s and the wheel-speed scale ``ks`` (reported forward speed = ks x true
+forward speed; 1 = calibrated). Error state (16,) = [dp, dv, dtheta, dba, dbg, dks] with the
+attitude error in the body frame (R_true = R Exp(dtheta)), after Sola, "Quaternion kinematics for
+the error-state Kalman filter" (2017). The scale is a random walk (``wheel_scale_walk``): a wheel
+radius a percent or two off, held as white noise, biased the along-track position by a third of a
+metre at 3 m/s with GNSS and gave a covariance that did not know it; GNSS, pose fixes and the IMU
+make the scale observable whenever the robot drives.
 
 Propagation integrates the most recent IMU sample (zero-order hold) from the state's stamp to the
 next stamp; a measurement between two IMU samples first propagates to its own stamp. Every step
 is logged with a snapshot, so a measurement that arrives late (within ``history_s``) is applied
 at its own stamp by :meth:`ErrorStateKF.rewind` + :meth:`ErrorStateKF.replay`.
 
-The hot path (:meth:`propagate`) uses plain numpy 3x3 math and preallocated 15x15 blocks.
+The hot path (:meth:`propagate`) uses plain numpy 3x3 math and preallocated N_ERR x N_ERR blocks.
 """
 from __future__ import annotations
 
@@ -23,14 +28,16 @@ import numpy as np
 
 from geoloc_ros.geometry import wrap_angle
 
-__all__ = ["ErrorStateKF", "Measurement", "GnssPosition", "WheelSpeed", "PoseFix", "ZeroVelocity",
+__all__ = ["N_ERR", "KS_", "ErrorStateKF", "Measurement", "GnssPosition", "WheelSpeed", "PoseFix", "ZeroVelocity",
            "BodyVelocity", "skew", "so3_exp", "so3_log", "yaw_jacobian_global", "UpdateResult"]
 
 _I3 = np.eye(3)
+N_ERR = 16                                   # error-state dimension
 P_, V_, TH_, BA_, BG_ = slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12), slice(12, 15)
+KS_ = 15                                     # index of the wheel-scale error
 _EYE4 = np.eye(4)
-# flat indices of the (p, theta) rows/columns of P (15, 15), for P.take -> (6, 6)
-_POSE_IDX = np.array([[r * 15 + c for c in (0, 1, 2, 6, 7, 8)] for r in (0, 1, 2, 6, 7, 8)])
+# flat indices of the (p, theta) rows/columns of P (N_ERR, N_ERR), for P.take -> (6, 6)
+_POSE_IDX = np.array([[r * N_ERR + c for c in (0, 1, 2, 6, 7, 8)] for r in (0, 1, 2, 6, 7, 8)])
 
 
 def skew(w) -> np.ndarray:
@@ -103,7 +110,7 @@ class UpdateResult:
 
 
 class Measurement:
-    """A measurement model: ``model(kf) -> (H (m,15), r (m,), Rm (m,m))`` at the filter's state.
+    """A measurement model: ``model(kf) -> (H (m, N_ERR), r (m,), Rm (m,m))`` at the filter's state.
 
     ``noise_scale`` multiplies Rm (DEGRADED GNSS, slipping wheels); the filter decides it once and
     the replay after a late measurement reuses it.
@@ -131,7 +138,7 @@ class GnssPosition(Measurement):
 
     def model(self, kf):
         Rl = kf.R @ self.lever
-        H = np.zeros((3, 15))
+        H = np.zeros((3, N_ERR))
         H[:, P_] = _I3
         H[:, TH_] = -kf.R @ skew(self.lever)
         r = self.z - (kf.p + Rl)
@@ -142,8 +149,9 @@ class GnssPosition(Measurement):
 class WheelSpeed(Measurement):
     """Wheel forward speed (m/s) with the non-holonomic constraint (lateral, vertical speed = 0).
 
-    The measured frame sits at ``lever_m`` in base_link rotated by ``R_base_wheel``; the optional
-    yaw rate (rad/s) is a measurement of ``gyr_z - bg_z`` with the last gyro sample.
+    The measured frame sits at ``lever_m`` in base_link rotated by ``R_base_wheel``; the forward
+    speed is ``ks`` times the frame's true forward speed (the filter's wheel-scale state); the
+    optional yaw rate (rad/s) is a measurement of ``gyr_z - bg_z`` with the last gyro sample.
     """
     kind = "wheel"
 
@@ -162,19 +170,22 @@ class WheelSpeed(Measurement):
     def predicted_speed(self, kf) -> float:
         w = kf.gyr - kf.bg
         vb = kf.R.T @ kf.v + _cross(w, self.lever)
-        return float((self.Rbw.T @ vb)[0])
+        return kf.ks * float((self.Rbw.T @ vb)[0])
 
     def model(self, kf):
         w = kf.gyr - kf.bg
         RtV = kf.R.T @ kf.v
         vb = RtV + _cross(w, self.lever)
         Rwb = self.Rbw.T
-        H = np.zeros((4, 15))
+        H = np.zeros((4, N_ERR))
         H[0:3, V_] = Rwb @ kf.R.T
         H[0:3, TH_] = Rwb @ skew(RtV)
         H[0:3, BG_] = Rwb @ skew(self.lever)
         h = np.zeros(4)
         h[0:3] = Rwb @ vb
+        H[0, KS_] = h[0]                              # d(ks v_fwd) / d ks
+        H[0, :KS_] *= kf.ks
+        h[0] *= kf.ks
         z = np.array([self.v, 0.0, 0.0, 0.0])
         var = np.array([self.var_v, self.nhc_var, self.nhc_var, 0.0])
         rows = [0, 1, 2] if self.nhc else [0]
@@ -204,7 +215,7 @@ class PoseFix(Measurement):
 
     def model(self, kf):
         idx = self.ROWS[self.dof]
-        H = np.zeros((6, 15))
+        H = np.zeros((6, N_ERR))
         r = np.zeros(6)
         H[0:3, P_] = _I3
         r[0:3] = self.T[:3, 3] - kf.p
@@ -227,7 +238,7 @@ class ZeroVelocity(Measurement):
         self.var = float(std_mps) ** 2
 
     def model(self, kf):
-        H = np.zeros((3, 15))
+        H = np.zeros((3, N_ERR))
         H[:, V_] = _I3
         return H, -kf.v, self.var * _I3
 
@@ -253,7 +264,7 @@ class BodyVelocity(Measurement):
     def model(self, kf):
         RtV = kf.R.T @ kf.v
         m = 3 if self.w is None else 6
-        H = np.zeros((m, 15))
+        H = np.zeros((m, N_ERR))
         H[0:3, V_] = kf.R.T
         H[0:3, TH_] = skew(RtV)
         r = np.empty(m)
@@ -281,12 +292,14 @@ class ErrorStateKF:
                             cfg.gyr_bias_walk ** 2])
         # bridging a gap on one held sample: the motion during the gap is unknown, not white noise
         self._q_gap = (float(cfg.imu_gap_acc_std_mps2) ** 2, float(cfg.imu_gap_gyr_std_rps) ** 2)
-        self._F = np.eye(15)
+        self._F = np.eye(N_ERR)
         self._F_dt = None                            # dt of the constant blocks written in _F
         qi = np.arange(3, 15)                       # diagonal of v, theta, ba, bg
-        self._Qd = np.zeros((15, 15))               # their process-noise densities squared (per s)
+        self._Qd = np.zeros((N_ERR, N_ERR))         # their process-noise densities squared (per s)
         self._Qd[qi, qi] = np.repeat(self._q, 3)
-        self._I15 = np.eye(15)
+        self._Qd[KS_, KS_] = float(getattr(cfg, "wheel_scale_walk", 0.0)) ** 2
+        self._ks_var0 = float(getattr(cfg, "init_wheel_scale_std", 0.0)) ** 2
+        self._I = np.eye(N_ERR)
         self._B6 = np.eye(6)                        # blockdiag(I, R) scratch of pose_cov6
         self.log: deque = deque()
         self.reset()
@@ -299,7 +312,8 @@ class ErrorStateKF:
         self.R = np.eye(3)
         self.ba = np.zeros(3)
         self.bg = np.zeros(3)
-        self.P = np.eye(15)
+        self.ks = 1.0
+        self.P = np.eye(N_ERR)
         self.acc = -self.g.copy()  # held IMU sample (zero-order hold); stationary default
         self.gyr = np.zeros(3)
         self.log.clear()
@@ -309,7 +323,10 @@ class ErrorStateKF:
         return self.t is not None
 
     def initialize(self, t, p, R, v=None, P0=None, ba=None, bg=None) -> None:
-        """Set the nominal state at stamp ``t`` (s) with error covariance ``P0`` (15, 15)."""
+        """Set the nominal state at stamp ``t`` (s) with error covariance ``P0`` (N_ERR, N_ERR), or
+        (15, 15) for the navigation states only (the wheel scale then gets ``init_wheel_scale_std``).
+
+        The wheel scale ``ks`` is a calibration, not a pose: it survives re-initialization."""
         self.t = float(t)
         self.p = np.array(p, float)
         self.R = np.array(R, float)
@@ -318,16 +335,20 @@ class ErrorStateKF:
             self.ba = np.array(ba, float)
         if bg is not None:
             self.bg = np.array(bg, float)
-        self.P = np.array(P0, float) if P0 is not None else np.eye(15) * 1e-2
+        P = np.array(P0, float) if P0 is not None else np.eye(15) * 1e-2
+        if P.shape == (15, 15):
+            P = np.pad(P, ((0, 1), (0, 1)))
+            P[KS_, KS_] = self._ks_var0
+        self.P = P
         self.log.clear()
         self._record("init", self.t, None)
 
     def snapshot(self):
         return (self.t, self.p.copy(), self.v.copy(), self.R.copy(), self.ba.copy(), self.bg.copy(),
-                self.P.copy(), self.acc.copy(), self.gyr.copy())
+                self.P.copy(), self.acc.copy(), self.gyr.copy(), self.ks)
 
     def restore(self, s) -> None:
-        (self.t, p, v, R, ba, bg, P, acc, gyr) = s
+        (self.t, p, v, R, ba, bg, P, acc, gyr, self.ks) = s
         self.p, self.v, self.R, self.ba, self.bg = p.copy(), v.copy(), R.copy(), ba.copy(), bg.copy()
         self.P, self.acc, self.gyr = P.copy(), acc.copy(), gyr.copy()
 
@@ -441,7 +462,7 @@ class ErrorStateKF:
         nis = float(r @ Sinv @ r)
         K = PHt @ Sinv
         dx = K @ r
-        IKH = self._I15 - K @ H
+        IKH = self._I - K @ H
         P = IKH @ self.P @ IKH.T + K @ Rm @ K.T
         self.P = 0.5 * (P + P.T)
         self.inject(dx)
@@ -450,12 +471,13 @@ class ErrorStateKF:
         return UpdateResult(r, S, nis, True)
 
     def inject(self, dx) -> None:
-        """Fold an error-state correction (15,) into the nominal state."""
+        """Fold an error-state correction (N_ERR,) into the nominal state."""
         self.p += dx[0:3]
         self.v += dx[3:6]
         self.R = self.R @ so3_exp(dx[6:9])
         self.ba += dx[9:12]
         self.bg += dx[12:15]
+        self.ks = min(max(self.ks + float(dx[KS_]), 0.5), 2.0)
 
     # ---- late measurements ----------------------------------------------------------------
     def can_rewind(self, t: float) -> bool:

@@ -239,7 +239,7 @@ class FusionFilter:
         w0, w1, w2 = (gyr - self.odom.lagged_bias(t, kf.bg)).tolist()
         wz = r20 * w0 + r21 * w1 + r22 * w2
         if self.wheel_t is not None and t - self.wheel_t < 0.5 and not self.wheel_slip:
-            self.odom.step(t, self.wheel_v, 0.0, wz)
+            self.odom.step(t, self.wheel_v / kf.ks, 0.0, wz)      # with the estimated wheel scale
         else:      # no usable wheels: the filter's own velocity
             yaw = np.arctan2(kf.R[1, 0], kf.R[0, 0])
             c, s = np.cos(yaw), np.sin(yaw)
@@ -531,7 +531,7 @@ class FusionFilter:
         c, s = np.cos(yaw - odom_then[2]), np.sin(yaw - odom_then[2])
         p = T[:3, 3] + np.array([c * d[0] - s * d[1], s * d[0] + c * d[1], 0.0])
         R = rot_z(wrap_angle(d[2])) @ R
-        v = R @ np.array([self.wheel_v, 0.0, 0.0])
+        v = R @ np.array([self.wheel_v / self.kf.ks, 0.0, 0.0])
         self.odom.forget_bias()
         self.kf.initialize(t0, p, R, v, self._P0(C[0:3, 0:3] + np.eye(3) * 1e-6, max(C[5, 5], 1e-6)))
         self.slip.restart()

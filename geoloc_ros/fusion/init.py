@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geoloc_ros.fusion.eskf import KS_, N_ERR
 from geoloc_ros.geometry import rot_z, wrap_angle
 
 __all__ = ["tilt_from_acc", "initial_covariance", "gnss_motion_heading"]
@@ -22,14 +23,16 @@ def tilt_from_acc(acc) -> np.ndarray:
 
 
 def initial_covariance(cfg, pos_cov, yaw_var: float) -> np.ndarray:
-    """(15, 15) error-state covariance at initialization: position ``pos_cov`` (3, 3) (m^2), yaw
-    ``yaw_var`` (rad^2), velocity, tilt and biases from the ``init_*`` parameters of ``cfg``."""
-    P = np.zeros((15, 15))
+    """(N_ERR, N_ERR) error-state covariance at initialization: position ``pos_cov`` (3, 3) (m^2),
+    yaw ``yaw_var`` (rad^2), velocity, tilt, biases and wheel scale from the ``init_*`` parameters
+    of ``cfg``."""
+    P = np.zeros((N_ERR, N_ERR))
     P[0:3, 0:3] = pos_cov
     P[3:6, 3:6] = np.eye(3) * cfg.init_vel_std_mps ** 2
     P[6:9, 6:9] = np.diag([cfg.init_tilt_std_rad ** 2, cfg.init_tilt_std_rad ** 2, yaw_var])
     P[9:12, 9:12] = np.eye(3) * cfg.init_acc_bias_std ** 2
     P[12:15, 12:15] = np.eye(3) * cfg.init_gyr_bias_std ** 2
+    P[KS_, KS_] = cfg.init_wheel_scale_std ** 2
     return P
 
 

@@ -149,11 +149,13 @@ def run_events(filt, events, sample_every: int = 1, on_gnss=None) -> RunResult:
 
 
 def sim_fault_scenario(duration_s: float, seed: int = 0, faults: bool = True, datum=None,
-                       imu_rate_hz: float | None = None):
+                       imu_rate_hz: float | None = None, truth: dict | None = None):
     """A simulated loop run (3 m/s around a 160 m x 90 m block) with IMU, wheel, GNSS and
     BEV-like global fixes (0.5 Hz, 0.3 m / 2 deg, delivered 0.8 s late), and with ``faults``:
     GNSS denial (60 s), multipath jumps (20 s), drift 0.4 m/s (40 s), spoofing 36 m (40 s) and
     wheel slip (+50 % speed, 10 s), spread over the run at tenths of ``duration_s``.
+
+    ``truth``, when given, receives what the sensors drew (``wheel_scale``: reported / true speed).
 
     Returns (time-ordered events, gt_t (N,), gt_T (N, 4, 4), [(fault name, t0, t1)]).
     """
@@ -183,7 +185,7 @@ def sim_fault_scenario(duration_s: float, seed: int = 0, faults: bool = True, da
             fl.append(F(sensor, kind, t0 + a, t0 + b, params))
             intervals.append((name, t0 + a, t0 + b))
     ev = list(sensors.imu(traj, cfg=cfg, seed=seed))
-    ev += list(sensors.wheel(traj, fl, cfg=cfg, seed=seed))
+    ev += list(sensors.wheel(traj, fl, cfg=cfg, seed=seed, truth=truth))
     ev += list(sensors.gnss(traj, datum, fl, cfg=cfg, seed=seed))
     gt_t, gt_T = traj.gt()
     # BEV-like global fixes: 0.5 Hz, 0.3 m / 2 deg, delivered 0.8 s late (late-measurement path)
