@@ -98,6 +98,31 @@ class ScanEvent:
     frame_id: str = "lidar"
     T_base_sensor: np.ndarray = field(default_factory=lambda: np.eye(4))
 
+    @property
+    def t_middle(self) -> float:
+        """Stamp (s) of the middle of the sweep: ``t`` plus :func:`sweep_middle_offset_s` of the
+        per-point times. A product of the whole sweep (a BEV image, an ICP pose) shows the robot
+        there, not at the stamp (a driver stamps the first point, a sweep lasts 0.1 s): a map
+        keyframe posed at its stamp and a fix stamped at its stamp each sit half a sweep of motion
+        off, which cancels on a same-direction revisit and doubles on a reversed one."""
+        return float(self.t) + sweep_middle_offset_s(self.point_time_s, len(self.points))
+
+
+def sweep_middle_offset_s(point_time_s, n_points: int | None = None) -> float:
+    """Offset (s) of the middle of a sweep from its stamp: the midpoint of the finite (N,) per-point
+    times; 0 when there are none, they do not match ``n_points``, or they span more than 1 s
+    (unusable: a stamp is better than a wrong middle)."""
+    if point_time_s is None:
+        return 0.0
+    pt = np.asarray(point_time_s, float).reshape(-1)
+    if len(pt) == 0 or (n_points is not None and len(pt) != n_points):
+        return 0.0
+    pt = pt[np.isfinite(pt)]
+    if len(pt) == 0:
+        return 0.0
+    lo, hi = float(pt.min()), float(pt.max())
+    return 0.5 * (lo + hi) if max(abs(lo), abs(hi)) <= 1.0 else 0.0
+
 
 @dataclass
 class CameraIntrinsics:

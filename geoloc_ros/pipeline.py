@@ -352,10 +352,10 @@ class Localizer:
         for stage, ms in (cands[0].info.get("latency_ms", {}) if cands else {}).items():
             st.add_latency(stage, ms)
         if cands:
-            self._offer(cands[0], scan.t, "bev")
+            self._offer(cands[0], scan.t_middle, "bev")      # the image shows the robot mid-sweep
         else:
             st.queries += 1
-            st.record(scan.t, None)
+            st.record(scan.t_middle, None)
             st.no_fix_reasons["no candidate"] += 1
         return cands
 

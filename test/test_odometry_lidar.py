@@ -180,3 +180,17 @@ def test_localizer_counts_unusable_scans_and_keeps_going(kitti_run):
     assert sum(st.no_fix_reasons.values()) == 2, dict(st.no_fix_reasons)
     xyyaw = loc.lidar_odom.odom_xyyaw()
     assert 0.6 < xyyaw[0] < 0.8
+
+
+def test_sweep_middle_stamp_of_a_scan():
+    """A whole-sweep product refers to the middle of the sweep: stamp + midpoint of the per-point
+    times; no times, mismatched or absurd ones (> 1 s) fall back to the stamp; NaN times are ignored."""
+    from geoloc_ros.events import ScanEvent
+    pts = np.zeros((5, 3))
+    assert ScanEvent(10.0, pts, point_time_s=np.linspace(0.0, 0.1, 5)).t_middle == pytest.approx(10.05)
+    assert ScanEvent(10.0, pts, point_time_s=np.array([-0.1, np.nan, 0.0, -0.05, -0.02])).t_middle == \
+        pytest.approx(9.95)                                  # stamped at the end of the sweep
+    assert ScanEvent(10.0, pts).t_middle == 10.0
+    assert ScanEvent(10.0, pts, point_time_s=np.linspace(0.0, 0.1, 4)).t_middle == 10.0
+    assert ScanEvent(10.0, pts, point_time_s=np.linspace(0.0, 5.0, 5)).t_middle == 10.0
+    assert ScanEvent(10.0, pts, point_time_s=np.full(5, np.nan)).t_middle == 10.0

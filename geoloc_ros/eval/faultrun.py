@@ -366,7 +366,7 @@ def far_initial_pose(scene: FaultScene, offset_m: float = 30.0, t_service_s: flo
             cands = [c for c in loc.global_localize() if c.status == CandidateStatus.OK]
             out["candidates"] = len(cands)
             if cands:
-                ts = loc.last_scan.t
+                ts = loc.last_scan.t_middle
                 best = cands[0]
                 out["candidate_error_m"] = float(np.linalg.norm(best.T_map_base[:2, 3] - scene.truth_xy([ts])[0]))
                 loc.process(PoseFixEvent(ts, best.T_map_base, best.cov6, source="initialpose"))

@@ -95,7 +95,8 @@ def build_map(bag, profile, trajectory, out, cfg: GeolocConfig | None = None, pr
             if isinstance(ev, GnssEvent):
                 gnss.append(ev)
                 continue
-            T = pose_at(ev.t)
+            # a whole-sweep keyframe is posed where the robot was mid-sweep (as the BEV fixes are stamped)
+            T = pose_at(ev.t_middle if isinstance(ev, ScanEvent) else ev.t)
             if T is None:
                 rep.unposed += 1
                 continue

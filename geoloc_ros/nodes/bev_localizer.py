@@ -41,6 +41,10 @@ class BevLocalizerNode(EngineNode):
         from geoloc_ros.bev.engine import BevLocalizer
         return BevLocalizer(self.cfg.bev, BevDatabase.load(mapdir, self.cfg.bev))
 
+    def fix_stamp(self, scan) -> float:
+        """The BEV image shows the robot mid-sweep: candidates carry that stamp (ScanEvent.t_middle)."""
+        return scan.t_middle
+
     def run(self, name, scan):
         self.last_scan = scan
         if scan.t - self._t_last_query < self.cfg.bev_period_s:
@@ -56,7 +60,7 @@ class BevLocalizerNode(EngineNode):
             return response
         with self.lock:
             cands = [c for c in self.engine.localize(self.last_scan) if c.T_map_base is not None]
-        self.publish_candidates(cands, self.last_scan.t)
+        self.publish_candidates(cands, self.last_scan.t_middle)   # the image shows the robot mid-sweep
         response.success = bool(cands)
         response.message = summarize_candidates(cands)
         return response

@@ -122,7 +122,11 @@ class EngineNode(Node):
                 continue
             self.queries += 1
             self.diag[self.engine_name].tick(dt)
-            self.publish_candidates(cands, e.t)
+            self.publish_candidates(cands, self.fix_stamp(e))
+
+    def fix_stamp(self, e) -> float:
+        """Stamp (s) of the candidates computed from event ``e`` (default: its own stamp)."""
+        return float(e.t)
 
     def publish_candidates(self, cands: list[ev.Candidate], t_s: float) -> None:
         self.last_candidates = list(cands)

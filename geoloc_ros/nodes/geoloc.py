@@ -476,7 +476,7 @@ class GeolocNode(Node):
             # the operator asked "where am I?": the best hypothesis re-initializes the filter, as
             # an initial pose does (a far-off estimate would gate a normal fix out)
             scan = getattr(self.localizer, "last_scan", None)
-            t_fix = scan.t if scan is not None else t
+            t_fix = scan.t_middle if scan is not None else t
             fix = ev.PoseFixEvent(t=t_fix, T_map_base=np.asarray(best.T_map_base, float),
                                   cov6=np.asarray(best.cov6, float), source="initialpose",
                                   frame_id=self.cfg.map_frame, dof="xyyaw")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from geoloc_ros.events import ScanEvent, VelocityEvent
+from geoloc_ros.events import ScanEvent, VelocityEvent, sweep_middle_offset_s
 from geoloc_ros.odometry.config import OdometryConfig
 from geoloc_ros.odometry.icp import plane_covariance, register, se3_exp, se3_log
 from geoloc_ros.odometry.voxel import LocalMap, voxel_downsample
@@ -179,7 +179,7 @@ class LidarOdometry:
         self._t_scan = t        # only a usable scan moves the clock (a garbage stamp cannot block)
         # the pose refers to the middle of the sweep (KISS-ICP's choice): deskewing towards the
         # start would feed a twist error back into the next pose (a marginally stable loop)
-        t_off = 0.5 * float(pdt.min() + pdt.max()) if pdt is not None else 0.0
+        t_off = sweep_middle_offset_s(pdt)
         t_pose = t + t_off
         info["t_offset_s"] = t_off
         dt = None if self.t is None else t_pose - self.t
