@@ -279,6 +279,33 @@ def test_gnss_collected_for_initialization_is_not_reported_denied():
     assert est.gnss_verdict == Verdict.OK and "initialization" in est.gnss_reason
 
 
+
+def _assert_jacobian_matches_finite_differences(kf, m) -> None:
+    """A measurement model's H (m, N_ERR) against finite differences of its residual r = z - h(x)
+    over every error-state component (dr/dx = -H)."""
+    from geoloc_ros.fusion.eskf import N_ERR
+    H, r0, _ = m.model(kf)
+    snap = kf.snapshot()
+    for i in range(N_ERR):
+        dx = np.zeros(N_ERR)
+        dx[i] = 1e-6
+        kf.inject(dx)
+        _, r1, _ = m.model(kf)
+        kf.restore(snap)
+        assert np.allclose((r1 - r0) / 1e-6, -H[:, i], atol=1e-4), i
+
+
+def test_body_velocity_jacobian_matches_finite_differences():
+    from geoloc_ros.fusion.eskf import BodyVelocity, ErrorStateKF
+    kf = ErrorStateKF(FusionConfig())
+    rng = np.random.default_rng(3)
+    kf.initialize(0.0, rng.normal(size=3), rot_z(0.4)[:3, :3], v=[1.0, -2.0, 0.5])
+    kf.gyr = np.array([0.1, -0.2, 0.3])
+    kf.bg = np.array([0.01, 0.0, -0.02])
+    _assert_jacobian_matches_finite_differences(
+        kf, BodyVelocity(0.0, np.zeros(3), np.eye(3), w_rps=np.zeros(3), cov_w=np.eye(3)))
+
+
 def test_wheel_speed_jacobian_matches_finite_differences():
     """Forward speed = ks x (R_wb (R^T v + w x lever))_x and the non-holonomic rows: the analytic
     Jacobian, wheel-scale column included, against finite differences of the error state."""
@@ -288,13 +315,6 @@ def test_wheel_speed_jacobian_matches_finite_differences():
     kf.initialize(0.0, rng.normal(size=3), rot_z(0.7)[:3, :3], v=[2.0, 0.5, -0.1])
     kf.gyr, kf.bg, kf.ks = np.array([0.05, -0.1, 0.3]), np.array([0.01, 0.0, -0.02]), 1.03
     m = WheelSpeed(0.0, 0.0, 0.01, 0.01, rot_z(0.2)[:3, :3], lever_m=(0.3, -0.2, 0.1))
-    H, r0, _ = m.model(kf)
+    H, _, _ = m.model(kf)
     assert H.shape == (3, N_ERR) and abs(H[0, N_ERR - 1]) > 1.0        # the speed row sees the scale
-    snap = kf.snapshot()
-    for i in range(N_ERR):
-        dx = np.zeros(N_ERR)
-        dx[i] = 1e-6
-        kf.inject(dx)
-        _, r1, _ = m.model(kf)
-        kf.restore(snap)
-        assert np.allclose((r1 - r0) / 1e-6, -H[:, i], atol=1e-4), i
+    _assert_jacobian_matches_finite_differences(kf, m)

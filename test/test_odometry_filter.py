@@ -7,7 +7,7 @@ import numpy as np
 
 from geoloc_ros.events import ImuEvent, PoseFixEvent, VelocityEvent
 from geoloc_ros.fusion.config import FusionConfig
-from geoloc_ros.fusion.eskf import N_ERR, BodyVelocity, ErrorStateKF
+from geoloc_ros.fusion.eskf import ErrorStateKF
 from geoloc_ros.fusion.filter import FusionFilter
 from geoloc_ros.geometry import rot_z, se3
 
@@ -85,22 +85,3 @@ def test_bad_velocities_are_counted_and_the_filter_keeps_going():
     assert f.process(VelocityEvent(2.2, np.array([40.0, 0, 0]), np.zeros(3), cov_v=np.eye(3) * 1e-3)) is not None
     assert f.counters["velocity.gated"] == 1
     assert f.counters["velocity.accepted"] >= n
-
-
-def test_body_velocity_jacobian_matches_finite_differences():
-    kf = ErrorStateKF(FusionConfig())
-    rng = np.random.default_rng(3)
-    kf.initialize(0.0, rng.normal(size=3), se3(rot_z(0.4))[:3, :3] @ se3(rot_z(0.0))[:3, :3], v=[1.0, -2.0, 0.5])
-    kf.gyr = np.array([0.1, -0.2, 0.3])
-    kf.bg = np.array([0.01, 0.0, -0.02])
-    m = BodyVelocity(0.0, np.zeros(3), np.eye(3), w_rps=np.zeros(3), cov_w=np.eye(3))
-    H, r0, _ = m.model(kf)
-    snap = kf.snapshot()
-    for i in range(N_ERR):
-        dx = np.zeros(N_ERR)
-        dx[i] = 1e-6
-        kf.inject(dx)
-        _, r1, _ = m.model(kf)
-        kf.restore(snap)
-        # r = z - h(x): dr/dx = -H
-        assert np.allclose((r1 - r0) / 1e-6, -H[:, i], atol=1e-4), i
