@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections import Counter
 
 import numpy as np
 
-from geoloc_ros.events import (GnssEvent, ImageEvent, ImuEvent, PoseFixEvent, ScanEvent, VelocityEvent,
+from geoloc_ros.events import (FixStatus, GnssEvent, ImageEvent, ImuEvent, PoseFixEvent, ScanEvent, VelocityEvent,
                                WheelEvent)
 
 log = logging.getLogger("geoloc_ros.pipeline")
 
-__all__ = ["InputChecks", "FRAME_RELATCH_MSGS", "FLOOD_RATIO"]
+__all__ = ["InputChecks", "validate_event", "FRAME_RELATCH_MSGS", "FLOOD_RATIO"]
 
 #: a sensor stream (scan, GNSS, camera) whose frame id changes is rejected until this many
 #: consecutive messages arrive in the new frame; then the new frame is the stream's frame
@@ -33,6 +34,53 @@ FLOOD_RATIO = 3.0
 #: event class -> the input name used in counters
 _KIND = {ImuEvent: "imu", WheelEvent: "wheel", VelocityEvent: "velocity", GnssEvent: "gnss",
          ScanEvent: "scan", ImageEvent: "image", PoseFixEvent: "fix"}
+
+
+def _finite_or_none(a) -> bool:
+    return a is None or bool(np.all(np.isfinite(np.asarray(a, float))))
+
+
+def validate_event(e, min_points: int = 10) -> str | None:
+    """Reason an event must not reach the pipeline, or None when it is usable.
+
+    Checks what a live sensor gets wrong: non-finite stamps and fields, empty or tiny clouds,
+    non-positive-definite covariances of pose fixes.
+    """
+    t = getattr(e, "t", None)
+    if t is None or not math.isfinite(float(t)) or float(t) <= 0.0:
+        return "bad_stamp"
+    if isinstance(e, ImuEvent):
+        if np.shape(e.acc_mps2) != (3,) or np.shape(e.gyr_rps) != (3,):
+            return "malformed"
+        if not (_finite_or_none(e.acc_mps2) and _finite_or_none(e.gyr_rps)):
+            return "nan"
+    elif isinstance(e, WheelEvent):
+        if not (_finite_or_none(e.v_mps) and _finite_or_none(e.yaw_rate_rps)):
+            return "nan"
+    elif isinstance(e, GnssEvent):
+        if e.status == FixStatus.NO_FIX:
+            return None  # the filter's outage timer needs these; coordinates are not used
+        if not (_finite_or_none([e.lat_deg, e.lon_deg])):
+            return "nan"
+        if abs(e.lat_deg) > 90 or abs(e.lon_deg) > 180:
+            return "out_of_range"
+    elif isinstance(e, ScanEvent):
+        pts = np.asarray(e.points)
+        if pts.ndim != 2 or pts.shape[1] < 3:
+            return "malformed"
+        n_ok = int(np.isfinite(pts[:, :3]).all(axis=1).sum()) if len(pts) else 0
+        if n_ok < min_points:
+            return "empty"
+    elif isinstance(e, PoseFixEvent):
+        if not _finite_or_none(e.T_map_base) or not _finite_or_none(e.cov6):
+            return "nan"
+        c = np.asarray(e.cov6, float)
+        if c.shape != (6, 6) or np.any(np.diag(c) < 0):
+            return "bad_covariance"
+    elif isinstance(e, ImageEvent):
+        if e.rgb is None and e.depth_m is None:
+            return "empty"
+    return None
 
 
 class InputChecks:

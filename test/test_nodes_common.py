@@ -126,3 +126,10 @@ def test_summary_names_the_best_candidates():
     s = summarize_candidates([c, c])
     assert s.startswith("2 candidate(s)") and "(10.00, -4.00, 90.0 deg)" in s and "[bev]" in s
     assert summarize_candidates([]) == "no candidate"
+
+
+def test_validate_event_rejects_a_malformed_imu_sample():
+    """The scheduler's IMU merge averages (3,) vectors: a sample of another shape is refused (the
+    same rule decides what the node lets in and what the merge may fold)."""
+    assert C.validate_event(ev.ImuEvent(t=1.0, acc_mps2=np.zeros(2), gyr_rps=np.zeros(3))) == "malformed"
+    assert C.validate_event(ev.ImuEvent(t=1.0, acc_mps2=np.zeros(3), gyr_rps=np.zeros((3, 1)))) == "malformed"

@@ -75,7 +75,7 @@ def test_a_backlog_is_merged_not_dropped_and_keeps_the_motion():
     n = 1000
     ax = np.sin(np.arange(n) * 0.01)         # a varying acceleration, 1 kHz
     for i in range(n):
-        q.put("imu", imu(0.001 * i, ax[i]), old)
+        q.put("imu", imu(100.0 + 0.001 * i, ax[i]), old)   # (a stamp of 0 is 'unset': never folded)
     out = q.take(0.1)
     assert len(out) == 50 and q.merged == n - 50
     assert len(q) == 50, "taken events stay pending until done()"
@@ -83,7 +83,7 @@ def test_a_backlog_is_merged_not_dropped_and_keeps_the_motion():
     assert len(q) == 0
     assert [e.t for _, e, _ in out] == sorted(e.t for _, e, _ in out)
     # zero-order hold of the merged samples integrates to the same velocity as the raw ones
-    t = np.array([e.t for _, e, _ in out] + [n * 0.001])
+    t = np.array([e.t for _, e, _ in out] + [100.0 + n * 0.001])
     dv = sum(e.acc_mps2[0] * dt for (_, e, _), dt in zip(out, np.diff(t)))
     assert abs(dv - ax.sum() * 0.001) < 1e-9
 
@@ -106,7 +106,7 @@ def test_a_stream_faster_than_an_imu_is_merged_to_the_max_rate():
     q = InputQueues(window_s=0.0, max_latency_s=10.0, imu_max_rate_hz=520.0, max_batch=10000)
     now = time.monotonic()
     for i in range(200):                    # 0.1 s at 2 kHz
-        q.put("imu", imu(0.0005 * i, float(i)), now)
+        q.put("imu", imu(100.0 + 0.0005 * i, float(i)), now)
     out = drain(q)
     assert len(out) == 50 and q.merged == 150 and q.merged_by["imu"] == 150
     assert np.allclose(np.diff([e.t for _, e, _ in out]), 0.002)

@@ -18,8 +18,8 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from geoloc_ros import events as ev
 from geoloc_ros.config import GeolocConfig, config_from_flat, describe, flatten
+from geoloc_ros.input_checks import validate_event  # noqa: F401  (re-exported)
 from geoloc_ros.nodes.config import NodeConfig
 from geoloc_ros.nodes.convert import (PathBuilder, T_odom_base_of, candidate_to_fix_msg,  # noqa: F401
                                       candidates_to_pose_array, estimate_to_odometry,
@@ -133,51 +133,6 @@ def declare_config(node, overrides: dict[str, Any] | None = None) -> tuple[Geolo
 
 
 # ---- input guarding -----------------------------------------------------------------------------
-def _finite(a) -> bool:
-    return a is None or bool(np.all(np.isfinite(np.asarray(a, float))))
-
-
-def validate_event(e, min_points: int = 10) -> str | None:
-    """Reason an event must not reach the pipeline, or None when it is usable.
-
-    Checks what a live sensor gets wrong: non-finite stamps and fields, empty or tiny clouds,
-    non-positive-definite covariances of pose fixes.
-    """
-    t = getattr(e, "t", None)
-    if t is None or not math.isfinite(float(t)) or float(t) <= 0.0:
-        return "bad_stamp"
-    if isinstance(e, ev.ImuEvent):
-        if not (_finite(e.acc_mps2) and _finite(e.gyr_rps)):
-            return "nan"
-    elif isinstance(e, ev.WheelEvent):
-        if not (_finite(e.v_mps) and _finite(e.yaw_rate_rps)):
-            return "nan"
-    elif isinstance(e, ev.GnssEvent):
-        if e.status == ev.FixStatus.NO_FIX:
-            return None  # the filter's outage timer needs these; coordinates are not used
-        if not (_finite([e.lat_deg, e.lon_deg])):
-            return "nan"
-        if abs(e.lat_deg) > 90 or abs(e.lon_deg) > 180:
-            return "out_of_range"
-    elif isinstance(e, ev.ScanEvent):
-        pts = np.asarray(e.points)
-        if pts.ndim != 2 or pts.shape[1] < 3:
-            return "malformed"
-        n_ok = int(np.isfinite(pts[:, :3]).all(axis=1).sum()) if len(pts) else 0
-        if n_ok < min_points:
-            return "empty"
-    elif isinstance(e, ev.PoseFixEvent):
-        if not _finite(e.T_map_base) or not _finite(e.cov6):
-            return "nan"
-        c = np.asarray(e.cov6, float)
-        if c.shape != (6, 6) or np.any(np.diag(c) < 0):
-            return "bad_covariance"
-    elif isinstance(e, ev.ImageEvent):
-        if e.rgb is None and e.depth_m is None:
-            return "empty"
-    return None
-
-
 class EventQueue:
     """Bounded, thread-safe FIFO between the subscriptions and the processing thread.
 

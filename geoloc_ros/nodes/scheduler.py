@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geoloc_ros import events as ev
+from geoloc_ros.input_checks import validate_event
 
 __all__ = ["InputQueues", "merge_imu"]
 
@@ -64,13 +65,9 @@ class _Stream:
 
 
 def _foldable(e: ev.ImuEvent) -> bool:
-    """Finite (3,) specific force and rate: a sample the IMU merge may average."""
-    try:
-        a = np.asarray(e.acc_mps2, float)
-        g = np.asarray(e.gyr_rps, float)
-    except (TypeError, ValueError):
-        return False
-    return a.shape == (3,) and g.shape == (3,) and bool(np.isfinite(a).all() and np.isfinite(g).all())
+    """A sample the IMU merge may average: one :func:`validate_event` passes (finite stamp, (3,)
+    finite specific force and rate)."""
+    return validate_event(e) is None
 
 
 class InputQueues:
@@ -195,7 +192,7 @@ class InputQueues:
                 return
             group = [run[0]]
             for item in run[1:]:
-                if item[1].t - group[0][1].t >= period_s:
+                if item[1].t - group[0][1].t >= period_s - 1e-9:   # (stamps on a grid: no rounding flip)
                     out.append(self._fold(group))
                     group = [item]
                 else:
