@@ -183,5 +183,7 @@ class PoseEstimate:
     gnss_verdict: Verdict | None = None
     gnss_reason: str = ""
     wheel_slip: bool = False
+    wheel_scale: float = 1.0        # estimated reported / true wheel speed (1: calibrated)
+    wheel_scale_std: float = 0.0    # its standard deviation
     counters: dict = field(default_factory=dict)   # rejections and why, per input
     T_map_odom: np.ndarray | None = None

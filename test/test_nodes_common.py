@@ -133,3 +133,16 @@ def test_validate_event_rejects_a_malformed_imu_sample():
     same rule decides what the node lets in and what the merge may fold)."""
     assert C.validate_event(ev.ImuEvent(t=1.0, acc_mps2=np.zeros(2), gyr_rps=np.zeros(3))) == "malformed"
     assert C.validate_event(ev.ImuEvent(t=1.0, acc_mps2=np.zeros(3), gyr_rps=np.zeros((3, 1)))) == "malformed"
+
+
+def test_fusion_diagnostics_report_the_estimated_wheel_scale():
+    """A robot engineer reads the wheel calibration the filter found off /diagnostics; a reset
+    (no estimate) removes it rather than showing a stale value."""
+    from geoloc_ros.nodes.diagnostics import ComponentStats, update_fusion_status
+    fus, gn = ComponentStats("fusion"), ComponentStats("gnss")
+    est = ev.PoseEstimate(1.0, np.eye(4), np.eye(6) * 0.01, mode="localized", wheel_scale=1.0237,
+                          wheel_scale_std=0.0021)
+    update_fusion_status(fus, gn, est, resets=0)
+    assert fus.values["wheel_scale"] == 1.0237 and fus.values["wheel_scale_std"] == 0.0021
+    update_fusion_status(fus, gn, None, resets=1)
+    assert "wheel_scale" not in fus.values and "wheel_scale_std" not in fus.values

@@ -139,7 +139,8 @@ def update_fusion_status(fus: ComponentStats, gn: ComponentStats, est, resets: i
     fus.values["resets"] = resets
     if est is None:
         fus.level, fus.message = DiagnosticStatus.WARN, "no estimate yet"
-        for k in ("sigma_x_m", "sigma_y_m", "sigma_yaw_deg", "wheel_slip"):   # of an estimate before a reset
+        for k in ("sigma_x_m", "sigma_y_m", "sigma_yaw_deg", "wheel_slip", "wheel_scale",
+                  "wheel_scale_std"):   # of an estimate before a reset
             fus.values.pop(k, None)
         fus.values["mode"] = "no estimate"
         if pipeline_counters:
@@ -153,7 +154,9 @@ def update_fusion_status(fus: ComponentStats, gn: ComponentStats, est, resets: i
         fus.values.update({"mode": est.mode, "sigma_x_m": round(float(sig[0]), 3),
                            "sigma_y_m": round(float(sig[1]), 3),
                            "sigma_yaw_deg": round(math.degrees(float(sig[5])), 2),
-                           "wheel_slip": est.wheel_slip})
+                           "wheel_slip": est.wheel_slip,
+                           "wheel_scale": round(float(est.wheel_scale), 4),    # reported / true wheel speed
+                           "wheel_scale_std": round(float(est.wheel_scale_std), 4)})
         for k, v in (est.counters or {}).items():
             fus.values[f"counter.{k}"] = v
         v = est.gnss_verdict
