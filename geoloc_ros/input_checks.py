@@ -44,8 +44,17 @@ def validate_event(e, min_points: int = 10) -> str | None:
     """Reason an event must not reach the pipeline, or None when it is usable.
 
     Checks what a live sensor gets wrong: non-finite stamps and fields, empty or tiny clouds,
-    non-positive-definite covariances of pose fixes.
+    non-positive-definite covariances of pose fixes; fields that are not numbers at all are
+    "malformed" (never an exception).
     """
+    try:
+        return _reason(e, min_points)
+    except (TypeError, ValueError):
+        return "malformed"
+
+
+def _reason(e, min_points: int) -> str | None:
+    """:func:`validate_event` on fields that convert to numbers (it raises where they do not)."""
     t = getattr(e, "t", None)
     if t is None or not math.isfinite(float(t)) or float(t) <= 0.0:
         return "bad_stamp"

@@ -146,3 +146,11 @@ def test_fusion_diagnostics_report_the_estimated_wheel_scale():
     assert fus.values["wheel_scale"] == 1.0237 and fus.values["wheel_scale_std"] == 0.0021
     update_fusion_status(fus, gn, None, resets=1)
     assert "wheel_scale" not in fus.values and "wheel_scale_std" not in fus.values
+
+
+def test_validate_event_calls_fields_that_are_not_numbers_malformed():
+    """A stamp or field that is not a number at all is refused with a reason, never an exception
+    (the IMU merge asks the same question of every queued sample)."""
+    assert C.validate_event(ev.ImuEvent(t="soon", acc_mps2=np.zeros(3), gyr_rps=np.zeros(3))) == "malformed"
+    assert C.validate_event(ev.WheelEvent(t=1.0, v_mps="fast", yaw_rate_rps=0.0)) == "malformed"
+    assert C.validate_event(ev.ImuEvent(t=1.0, acc_mps2=np.array(["a", "b", "c"]), gyr_rps=np.zeros(3))) == "malformed"

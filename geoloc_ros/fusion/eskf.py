@@ -297,8 +297,8 @@ class ErrorStateKF:
         qi = np.arange(3, 15)                       # diagonal of v, theta, ba, bg
         self._Qd = np.zeros((N_ERR, N_ERR))         # their process-noise densities squared (per s)
         self._Qd[qi, qi] = np.repeat(self._q, 3)
-        self._Qd[KS_, KS_] = float(getattr(cfg, "wheel_scale_walk", 0.0)) ** 2
-        self._ks_var0 = float(getattr(cfg, "init_wheel_scale_std", 0.0)) ** 2
+        self._Qd[KS_, KS_] = float(cfg.wheel_scale_walk) ** 2
+        self._ks_var0 = float(cfg.init_wheel_scale_std) ** 2
         self._I = np.eye(N_ERR)
         self._B6 = np.eye(6)                        # blockdiag(I, R) scratch of pose_cov6
         self.log: deque = deque()

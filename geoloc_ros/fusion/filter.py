@@ -28,8 +28,7 @@ from geoloc_ros.events import (FixStatus, GnssEvent, ImuEvent, PoseEstimate, Pos
 from geoloc_ros.fusion.anchor import Anchor, reanchor
 from geoloc_ros.fusion.deadreckon import OdomTrack
 from geoloc_ros.fusion.config import FusionConfig
-from geoloc_ros.fusion.eskf import (KS_, N_ERR, BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed,
-                                    ZeroVelocity)
+from geoloc_ros.fusion.eskf import KS_, BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
 from geoloc_ros.fusion.gnss import Datum, GnssAssessment, GnssMonitor, WheelSlipDetector
 from geoloc_ros.fusion.init import gnss_motion_heading, initial_covariance, tilt_from_acc
 from geoloc_ros.geometry import rot_z, wrap_angle
@@ -157,7 +156,7 @@ class FusionFilter:
         return PoseEstimate(t=kf.t, T_map_base=T, cov6=cov6, twist=kf.twist(), mode=mode,
                             gnss_verdict=gnss.verdict, gnss_reason=gnss.reason,
                             wheel_slip=self.wheel_slip, wheel_scale=float(kf.ks),
-                            wheel_scale_std=math.sqrt(max(kf.P.item(KS_ * (N_ERR + 1)), 0.0)),
+                            wheel_scale_std=math.sqrt(max(kf.P.item(KS_, KS_), 0.0)),
                             counters=counters, T_map_odom=T_map_odom)
 
     # ---- step 1-2: checks --------------------------------------------------------------------

@@ -60,7 +60,7 @@ class BevLocalizerNode(EngineNode):
             return response
         with self.lock:
             cands = [c for c in self.engine.localize(self.last_scan) if c.T_map_base is not None]
-        self.publish_candidates(cands, self.last_scan.t_middle)   # the image shows the robot mid-sweep
+        self.publish_candidates(cands, self.fix_stamp(self.last_scan))
         response.success = bool(cands)
         response.message = summarize_candidates(cands)
         return response
