@@ -81,9 +81,13 @@ def bev_image(pts_base: np.ndarray, cfg) -> np.ndarray:
     lo = np.floor(np.array([-cfg.crop_m, -cfg.crop_m, cfg.z_min_m]) / v + 0.5)   # bounds of the crop box
     dims = (np.floor(np.array([cfg.crop_m, cfg.crop_m, cfg.z_max_m]) / v + 0.5) - lo + 1).astype(np.int64)
     flat = ((q - lo) @ np.array([dims[1] * dims[2], dims[2], 1], float)).astype(np.int64)
-    occ = np.zeros(int(np.prod(dims)), bool)                   # occupied voxels
-    occ[flat] = True
-    column = occ.reshape(dims).sum(2)                          # occupied voxels per (i, j) column
+    # one entry per occupied voxel: the point that wrote last into a voxel's slot stands for it
+    # (O(N), no sort, no pass over the whole voxel grid)
+    order = np.arange(len(flat), dtype=np.int32)
+    last = np.empty(int(np.prod(dims)), np.int32)
+    last[flat] = order
+    occupied = flat[last[flat] == order]
+    column = np.bincount(occupied // dims[2], minlength=int(dims[0] * dims[1])).reshape(dims[0], dims[1])
     i, j = np.nonzero(column)
     centres = (np.stack([i, j], 1) + lo[:2]) * v
     S = image_size(cfg)
