@@ -107,3 +107,23 @@ def test_drift_is_caught_undone_and_left_behind(husky, clean_runs):
     after = _deviation(clean_runs["ours"], res, t0 + 225.0, t0 + 280.0)
     assert after < 2.0, (after, dev)
     assert res.last.counters.get("gnss.reanchored", 0) >= 1
+
+
+def test_a_drift_nearing_the_window_threshold_is_followed_less(husky, clean_runs):
+    """Before the window check rejects the 0.3 m/s drift (its mismatch must clear the receiver's
+    own wander first), epochs whose mismatch passes ``gnss_window_degrade_ratio`` of the threshold
+    are DEGRADED and inflated: the filter follows the drift less than with that off."""
+    from dataclasses import replace
+    events, g, datum = husky
+    t0 = g[0].t
+    faulty = inject_gnss_faults(events, [GnssFault("drift", t0 + 150.0, t0 + 210.0, rate_mps=0.3,
+                                                   direction=(0.0, 1.0))], datum)
+    dev, soft = {}, {}
+    for ratio in (0.0, _cfg().gnss_window_degrade_ratio):
+        cfg = replace(_cfg(), gnss_window_degrade_ratio=ratio)
+        clean = clean_runs["ours"] if ratio else run_events(FusionFilter(cfg, datum), events, sample_every=3)
+        res = run_events(FusionFilter(cfg, datum), faulty, sample_every=3)
+        dev[ratio] = _deviation(clean, res, t0 + 140.0, t0 + 280.0)       # each against its own clean path
+        soft[ratio] = [t for t, v, why in res.verdicts if v == "DEGRADED" and why.startswith("window mismatch")]
+    assert not soft[0.0] and any(t0 + 150.0 <= t <= t0 + 210.0 for t in soft[max(soft)]), soft
+    assert dev[max(dev)] < 0.9 * dev[0.0], dev

@@ -84,6 +84,9 @@ class FusionConfig:
     gnss_drift_window_s: float = param(60.0, "long window of the drift check against dead reckoning", "s")
     gnss_drift_m: float = param(6.0, "long-window displacement mismatch vs dead reckoning over this: REJECTED", "m")
     gnss_jump_sigma: float = param(3.0, "... or over this many std of the window mismatch", "")
+    gnss_window_degrade_ratio: float = param(0.8, "a window mismatch over this share of its rejection threshold: "
+                                             "DEGRADED, variance inflated by gnss_degraded_scale * share / this "
+                                             "(a slow drift is followed less before it is rejected; 0: off)", "")
     gnss_recover_epochs: int = param(5, "consecutive consistent epochs to leave a jump/drift hold", "")
     gnss_outage_grace_s: float = param(20.0, "after an outage this long, GNSS re-converges (NIS gate relaxed) "
                                        "for half a window", "s")

@@ -310,6 +310,10 @@ class GnssMonitor:
                 a = GnssAssessment(Verdict.REJECTED, f"holding after {self.hold_reason} "
                                    f"({self.good_streak}/{cfg.gnss_recover_epochs} consistent)",
                                    0.0, checks)
+        elif self._window_ratio(checks) > cfg.gnss_window_degrade_ratio > 0:
+            r = self._window_ratio(checks)
+            a = GnssAssessment(Verdict.DEGRADED, f"window mismatch at {r:.0%} of its rejection threshold",
+                               max(cfg.gnss_degraded_scale * r / cfg.gnss_window_degrade_ratio, 1.0), checks)
         elif var_rep > cfg.gnss_cov_degraded_m2:
             a = GnssAssessment(Verdict.DEGRADED, f"reported covariance {var_rep:.1f} m^2 over "
                                f"{cfg.gnss_cov_degraded_m2:g}", cfg.gnss_degraded_scale, checks)
@@ -372,6 +376,12 @@ class GnssMonitor:
         self._fit_t, self._fit_R = -np.inf, None
         return True
 
+    @staticmethod
+    def _window_ratio(checks: dict) -> float:
+        """Largest window mismatch over its rejection threshold among this epoch's window checks (0: none)."""
+        return max((checks[k] / checks[k[:-len("_mismatch_m")] + "_thr_m"] for k in checks
+                    if k.endswith("_mismatch_m") and k[:-len("_mismatch_m")] + "_thr_m" in checks), default=0.0)
+
     def _window_check(self, t, var_h, checks, W, floor_m, ref=None, key: str = "") -> str:
         """Reason string when the GNSS displacement over the last ``W`` seconds disagrees with
         the dead-reckoned (odom) displacement by more than ``max(floor_m, k sigma)``; ``ref`` a
@@ -404,6 +414,7 @@ class GnssMonitor:
         checks[f"{key}_mismatch_m"] = mism
         checks[f"{key}_sigma_m"] = sigma
         thr = max(floor_m, cfg.gnss_jump_sigma * sigma)
+        checks[f"{key}_thr_m"] = thr
         if mism > thr:
             self._fired_ref = ref
             return (f"jump/drift: {mism:.1f} m mismatch vs dead reckoning over "
