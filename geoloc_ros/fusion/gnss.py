@@ -310,8 +310,7 @@ class GnssMonitor:
                 a = GnssAssessment(Verdict.REJECTED, f"holding after {self.hold_reason} "
                                    f"({self.good_streak}/{cfg.gnss_recover_epochs} consistent)",
                                    0.0, checks)
-        elif self._window_ratio(checks) > cfg.gnss_window_degrade_ratio > 0:
-            r = self._window_ratio(checks)
+        elif (r := self._window_ratio(checks)) > cfg.gnss_window_degrade_ratio > 0:
             a = GnssAssessment(Verdict.DEGRADED, f"window mismatch at {r:.0%} of its rejection threshold",
                                max(cfg.gnss_degraded_scale * r / cfg.gnss_window_degrade_ratio, 1.0), checks)
         elif var_rep > cfg.gnss_cov_degraded_m2:
@@ -379,8 +378,8 @@ class GnssMonitor:
     @staticmethod
     def _window_ratio(checks: dict) -> float:
         """Largest window mismatch over its rejection threshold among this epoch's window checks (0: none)."""
-        return max((checks[k] / checks[k[:-len("_mismatch_m")] + "_thr_m"] for k in checks
-                    if k.endswith("_mismatch_m") and k[:-len("_mismatch_m")] + "_thr_m" in checks), default=0.0)
+        return max((checks[k.removesuffix("_thr_m") + "_mismatch_m"] / max(checks[k], 1e-9) for k in checks
+                    if k.endswith("_thr_m")), default=0.0)
 
     def _window_check(self, t, var_h, checks, W, floor_m, ref=None, key: str = "") -> str:
         """Reason string when the GNSS displacement over the last ``W`` seconds disagrees with
