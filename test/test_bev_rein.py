@@ -150,3 +150,23 @@ def test_whitened_pca_equalises_the_component_variances():
     net.fit_pca(V.astype(np.float32), whiten_power=1.0, eps_rel=0.0)
     sd = ((torch.as_tensor(V, dtype=torch.float32) - net.pca_mean) @ net.pca_matrix.T).std(0)
     assert float(sd.max() / sd.min()) < 1.05
+
+
+def test_group_pooling_turns_each_rotation_back_by_its_own_angle():
+    """The pooled map equals, by definition, the max over rotations k of the k-th encoder map turned
+    back by -k*360/R with one bilinear rotation (the quarter turns taken as exact permutations must not
+    change it)."""
+    import math
+
+    from geoloc_ros.bev.rein import rotate_images
+    torch.manual_seed(0)
+    R, B, q = 8, 2, 2
+    f = torch.randn(B * R, 5, 26, 26)
+    back = tuple(-k * (2 * math.pi / R) for k in range(1, q))
+    pooled = ReinNet._pool_quarter(f, B, q, back)
+    u = f.unflatten(0, (B, 4, q))                        # rotation (quarter turn m, base i): m*90 + i*45 deg
+    ref = torch.stack([rotate_images(u[:, m, i], -(m * math.pi / 2 + i * 2 * math.pi / R))
+                       for m in range(4) for i in range(q)], 1).amax(1)
+    disc = torch.linspace(-1, 1, 26)
+    inside = (disc[None] ** 2 + disc[:, None] ** 2) <= 0.95      # the corners leave the grid when turned
+    assert torch.allclose(pooled[..., inside], ref[..., inside], atol=1e-5)

@@ -290,11 +290,14 @@ class ReinNet(nn.Module):
     def _pool_quarter(f: torch.Tensor, B: int, q: int, back: tuple) -> torch.Tensor:
         """(B*4*q, C, h, w) maps of rotations (quarter turn m, base q_i) -> (B, C, h, w) turned back, max-pooled."""
         f = f.unflatten(0, (B, 4, q))
-        f = torch.stack([torch.rot90(f[:, m], m, dims=(3, 4)) for m in range(4)], 1)  # undo quarter turns
-        out = f[:, :, 0].amax(1)
+        out = f[:, 0, 0]
+        for m in range(1, 4):                         # quarter turns: exact permutations, as views
+            out = torch.maximum(out, torch.rot90(f[:, m, 0], m, dims=(2, 3)))
         if q > 1:
+            # rot90 is an exact permutation of the grid, so turning back by m quarter turns and then
+            # by a base angle is one bilinear rotation by their sum (no stacked rot90 copies)
             g = f[:, :, 1:].transpose(1, 2).flatten(0, 2)                      # (B*(q-1)*4, C, h, w)
-            g = _rotate_fixed(g, tuple(a for a in back for _ in range(4)))
+            g = _rotate_fixed(g, tuple(a - m * (math.pi / 2) for a in back for m in range(4)))
             out = torch.maximum(out, g.unflatten(0, (B, (q - 1) * 4)).amax(1))
         return out
 
