@@ -7,7 +7,7 @@ import pytest
 from geoloc_ros.bev.config import BevConfig
 from geoloc_ros.bev.features import extract_features
 from geoloc_ros.bev.image import bev_image
-from geoloc_ros.bev.pose import estimate_pose, fast_keypoints, fit_rigid_2d, se2_pose_to_map
+from geoloc_ros.bev.pose import estimate_pose, estimate_poses, fast_keypoints, fit_rigid_2d, se2_pose_to_map
 from geoloc_ros.bev.rein import default_weights_path, load_rein
 from geoloc_ros.geometry import rot_z, se3, se2_from_matrix, yaw_of
 
@@ -71,6 +71,39 @@ def test_ransac_recovers_truth_among_outliers_and_covariance_tracks_noise():
         assert abs(np.degrees(r.yaw_rad - yaw)) < 0.5
         covs.append(r.cov3)
     assert np.trace(covs[1][:2, :2]) > 5 * np.trace(covs[0][:2, :2])    # not a constant
+
+
+def test_poses_against_several_keyframes_at_once_equal_one_at_a_time():
+    """estimate_poses (the engine's re-ranking of the top-k) answers each keyframe as estimate_pose
+    would: the right pose where there is one, each refusal with its own reason."""
+    import dataclasses
+    rng = np.random.default_rng(7)
+    q = rng.uniform(-35, 35, (200, 2))
+    desc = rng.normal(size=(200, 128)).astype(np.float32)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    truths = [(np.radians(-127.0), np.array([3.2, -1.4])), (np.radians(33.0), np.array([-6.0, 2.5]))]
+    kfs = []
+    for yaw, t in truths:
+        p = q @ rot_z(yaw)[:2, :2].T + t + rng.normal(0, 0.05, q.shape)
+        p[:110] = rng.uniform(-35, 35, (110, 2))
+        kfs.append((p, desc))
+    kfs.append((rng.uniform(-35, 35, (200, 2)), desc))                 # a wrong place: too few inliers
+    kfs.append((q[:5], desc[:5]))                                      # too few keypoints
+    kfs.insert(1, kfs.pop())
+    for cfg in (BevConfig(ransac_preselect_hypotheses=0), BevConfig()):
+        batched = estimate_poses(q, desc, kfs, cfg, np.random.default_rng(0))
+        seq_rng = np.random.default_rng(0)
+        single = [estimate_pose(q, desc, kp, kd, cfg, seq_rng) for kp, kd in kfs]
+        assert [r.ok for r in batched] == [True, False, True, False]
+        assert "keypoints" in batched[1].reason and "inlier" in batched[3].reason
+        for r, (yaw, t) in zip((batched[0], batched[2]), truths):
+            assert np.hypot(r.x_m - t[0], r.y_m - t[1]) < 0.1 and abs(np.degrees(r.yaw_rad - yaw)) < 0.3
+            assert 80 <= r.inliers <= 95 and np.all(np.isfinite(r.cov3))
+        if not cfg.ransac_preselect_hypotheses:    # same random draws in the same order: the same answers
+            for a, b in zip(batched, single):
+                assert (a.ok, a.inliers, a.reason) == (b.ok, b.inliers, b.reason)
+                assert np.allclose([a.x_m, a.y_m, a.yaw_rad], [b.x_m, b.y_m, b.yaw_rad], atol=1e-9)
+                assert np.allclose(a.cov3, b.cov3, equal_nan=True)
 
 
 def test_too_few_inliers_is_no_fix_with_reason():

@@ -22,7 +22,7 @@ import numpy as np
 
 from geoloc_ros.bev.features import Features, extract_features, features_from_scan
 from geoloc_ros.bev.image import BevInputError
-from geoloc_ros.bev.pose import estimate_pose, map_xyyaw, poses_differ
+from geoloc_ros.bev.pose import estimate_poses, map_xyyaw, poses_differ
 from geoloc_ros.bev.rein import ReinNet, default_weights_path, weights_digest
 from geoloc_ros.events import ScanEvent
 from geoloc_ros.geometry import wrap_angle, yaw_of
@@ -151,7 +151,7 @@ class BevDatabase:
         """(S,) inlier counts of the wrong poses the map gives its own keyframes; also stored in
         :attr:`impostor_inliers` (and in ``bev_meta.json`` by :meth:`save`).
 
-        Up to ``max_queries`` keyframes (evenly spread) are each posed (:func:`estimate_pose`)
+        Up to ``max_queries`` keyframes (evenly spread) are each posed (:func:`estimate_poses`)
         against the ``top_k`` keyframes of most similar global descriptor farther than
         ``exclude_m``: the other places retrieval would offer. A pose more than
         ``distinct_dist_m`` or ``distinct_yaw_rad`` from the query keyframe's own pose is wrong
@@ -174,9 +174,8 @@ class BevDatabase:
                 cand = cand[np.argsort(-sim[cand], kind="stable")[:cfg.top_k]]
                 _, kq, dq = self.keyframe(int(i))
                 own = (P[i, 0, 3], P[i, 1, 3], yaw_of(P[i]))
-                for j in cand:
-                    T_j, kp, kd = self.keyframe(int(j))
-                    r = estimate_pose(kq, dq, kp, kd, cfg, rng)
+                kfs = [self.keyframe(int(j)) for j in cand]
+                for (T_j, _, _), r in zip(kfs, estimate_poses(kq, dq, [(kp, kd) for _, kp, kd in kfs], cfg, rng)):
                     if r.inliers == 0:
                         samples.append(0)
                         continue

@@ -26,7 +26,7 @@ import torch
 from geoloc_ros.bev.database import BevDatabase
 from geoloc_ros.bev.features import extract_features
 from geoloc_ros.bev.image import BevInputError, scan_to_bev
-from geoloc_ros.bev.pose import estimate_pose, map_xyyaw, poses_differ, se2_pose_to_map
+from geoloc_ros.bev.pose import estimate_poses, map_xyyaw, poses_differ, se2_pose_to_map
 from geoloc_ros.bev.rein import ReinNet, load_rein
 from geoloc_ros.events import Candidate, CandidateStatus, ScanEvent
 
@@ -77,9 +77,9 @@ class BevLocalizer:
         reasons = []
         kq = f.kp_xy_m.astype(np.float64)
         tried = []                       # (inliers, map x_m, y_m, yaw_rad) of every refined pose
-        for i, s in zip(idx, sims):
-            T_kf, kp, kd = self.db.keyframe(int(i))
-            r = estimate_pose(kq, f.kp_desc, kp, kd, self.cfg, self.rng)
+        kfs = [self.db.keyframe(int(i)) for i in idx]
+        poses = estimate_poses(kq, f.kp_desc, [(kp, kd) for _, kp, kd in kfs], self.cfg, self.rng)
+        for i, s, (T_kf, _, _), r in zip(idx, sims, kfs, poses):
             if r.inliers > 0:
                 tried.append((r.inliers, *map_xyyaw(T_kf, r)))
             if r.ok:

@@ -4,7 +4,8 @@ Steps (``estimate_pose``): mutual nearest-neighbour matching of the local descri
 2-point RANSAC in metres (inlier threshold ``inlier_threshold_m``) -> least-squares refinement on
 the inliers (closed-form 2-D Kabsch, re-selecting inliers) -> covariance from the inlier geometry
 and residuals (Gauss-Newton information of the point residuals, scaled by the residual variance)
--> "no fix" with a reason below ``min_inliers``.
+-> "no fix" with a reason below ``min_inliers``. ``estimate_poses`` does this for the top-k retrieved
+keyframes of one query at once (one hypothesis-scoring pass for all), as the engine's re-ranking needs.
 
 Keypoints are FAST-9 corners of the BEV image (vectorised numpy, 3x3 non-max suppression).
 """
@@ -18,8 +19,8 @@ from scipy.ndimage import maximum_filter
 
 from geoloc_ros.geometry import rot_z, se2, se3, wrap_angle, yaw_of
 
-__all__ = ["fast_keypoints", "mutual_matches", "top_k_matches", "PoseResult", "estimate_pose", "se2_pose_to_map",
-           "fit_rigid_2d", "map_xyyaw", "poses_differ"]
+__all__ = ["fast_keypoints", "mutual_matches", "top_k_matches", "PoseResult", "estimate_pose", "estimate_poses",
+           "se2_pose_to_map", "fit_rigid_2d", "map_xyyaw", "poses_differ"]
 
 # Bresenham circle of radius 3 (16 pixels), clockwise from the top, as (du, dv).
 _CIRCLE = np.array([(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3),
@@ -140,31 +141,67 @@ def top_k_matches(d1: np.ndarray, d2: np.ndarray, k: int, sim: np.ndarray | None
     return np.take_along_axis(idx, order, 1)
 
 
-def _hypotheses(q: np.ndarray, p: np.ndarray, iters: int, thr: float, rng: np.random.Generator):
-    """2-point rigid hypotheses (yaw (M,), t (M, 2)) from random pairs of the matches q[i] <-> p[i]."""
-    n = len(q)
+def _draw_pairs(n: int, iters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``iters`` random index pairs (i, j) into n matches (none when n < 2)."""
     if n < 2:
-        return np.zeros(0), np.zeros((0, 2))
-    i = rng.integers(0, n, iters)
-    j = rng.integers(0, n, iters)
-    dq, dp = q[j] - q[i], p[j] - p[i]
-    lq, lp = np.linalg.norm(dq, axis=1), np.linalg.norm(dp, axis=1)
-    good = (i != j) & (lq > 2 * thr) & (np.abs(lq - lp) < 2 * thr)
-    i, j, dq, dp = i[good], j[good], dq[good], dp[good]
-    yaw = np.arctan2(dp[:, 1], dp[:, 0]) - np.arctan2(dq[:, 1], dq[:, 0])
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return rng.integers(0, n, iters), rng.integers(0, n, iters)
+
+
+def _pair_hypotheses(qi, qj, pi, pj, same, thr: float):
+    """2-point rigid hypotheses from match pairs qi <-> pi, qj <-> pj (..., 2): yaw (...), t (..., 2) and
+    ``good`` (...) where the pair is two distinct matches, long enough and of consistent length."""
+    dq, dp = qj - qi, pj - pi
+    lq, lp = np.hypot(dq[..., 0], dq[..., 1]), np.hypot(dp[..., 0], dp[..., 1])
+    good = ~same & (lq > 2 * thr) & (np.abs(lq - lp) < 2 * thr)
+    yaw = np.arctan2(dp[..., 1], dp[..., 0]) - np.arctan2(dq[..., 1], dq[..., 0])
     c, s = np.cos(yaw), np.sin(yaw)
-    mq, mp = 0.5 * (q[i] + q[j]), 0.5 * (p[i] + p[j])
-    t = mp - np.stack([c * mq[:, 0] - s * mq[:, 1], s * mq[:, 0] + c * mq[:, 1]], 1)
-    return yaw, t
+    mq, mp = 0.5 * (qi + qj), 0.5 * (pi + pj)
+    t = mp - np.stack([c * mq[..., 0] - s * mq[..., 1], s * mq[..., 0] + c * mq[..., 1]], -1)
+    return yaw, t, good
+
+
+def _support(yaw, t, q, pcx, pcy, thr: float) -> np.ndarray:
+    """(K, M) query points (Nq, 2) that hypotheses yaw (K, M), t (K, M, 2) put within ``thr`` of one of
+    their k candidate points pcx, pcy (K, k, Nq): one (K, M, Nq) slab per candidate rank, in place."""
+    c, s = np.cos(yaw).astype(np.float32)[..., None], np.sin(yaw).astype(np.float32)[..., None]
+    qx, qy = q[:, 0].astype(np.float32), q[:, 1].astype(np.float32)
+    t = np.asarray(t, np.float32)
+    px = c * qx - s * qy + t[..., :1]                                       # (K, M, Nq)
+    py = s * qx + c * qy + t[..., 1:]
+    hit = None
+    dx, dy = np.empty_like(px), np.empty_like(py)
+    for r in range(pcx.shape[1]):
+        np.subtract(px, pcx[:, None, r], out=dx)
+        np.subtract(py, pcy[:, None, r], out=dy)
+        dx *= dx
+        dy *= dy
+        dx += dy
+        h = dx < thr * thr
+        hit = h if hit is None else np.logical_or(hit, h, out=hit)
+    return np.count_nonzero(hit, axis=2)
 
 
 def _residual2(yaw, t, q, pc):
-    """Squared residuals (M, Nq, k) of hypotheses against candidate points pc (Nq, k, 2) of q (Nq, 2)."""
-    c, s = np.cos(yaw).astype(np.float32)[:, None], np.sin(yaw).astype(np.float32)[:, None]
+    """Squared residuals (K, M, Nq, k) of hypotheses yaw (K, M), t (K, M, 2) of K keyframes against
+    their candidate points pc (K, Nq, k, 2) of the query points q (Nq, 2)."""
+    c, s = np.cos(yaw).astype(np.float32)[..., None], np.sin(yaw).astype(np.float32)[..., None]
     q, t, pc = q.astype(np.float32), np.asarray(t, np.float32), pc.astype(np.float32)
-    px = c * q[None, :, 0] - s * q[None, :, 1] + t[:, :1]
-    py = s * q[None, :, 0] + c * q[None, :, 1] + t[:, 1:]
-    return (px[..., None] - pc[None, ..., 0]) ** 2 + (py[..., None] - pc[None, ..., 1]) ** 2
+    px = c * q[:, 0] - s * q[:, 1] + t[..., :1]                             # (K, M, Nq)
+    py = s * q[:, 0] + c * q[:, 1] + t[..., 1:]
+    return (px[..., None] - pc[:, None, ..., 0]) ** 2 + (py[..., None] - pc[:, None, ..., 1]) ** 2
+
+
+def _fit_rigid_2d_batch(q: np.ndarray, p: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_rigid_2d` of K weighted problems: q (Nq, 2), p (K, Nq, 2), w (K, Nq) 0/1 with at least
+    one 1 per row -> yaw (K,), t (K, 2)."""
+    n = w.sum(1, keepdims=True)
+    mq = (w @ q) / n                                                        # (K, 2)
+    mp = (w[..., None] * p).sum(1) / n
+    a, b = q[None] - mq[:, None], p - mp[:, None]
+    yaw = np.arctan2((w * (a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0])).sum(1), (w[..., None] * a * b).sum((1, 2)))
+    c, s = np.cos(yaw), np.sin(yaw)
+    return yaw, mp - np.stack([c * mq[:, 0] - s * mq[:, 1], s * mq[:, 0] + c * mq[:, 1]], 1)
 
 
 def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, desc_k: np.ndarray,
@@ -176,56 +213,122 @@ def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, de
     keypoints lies within ``inlier_threshold_m`` of where the hypothesis puts it (each query keypoint
     counts once). Least squares then re-selects inliers until they settle.
     """
+    return estimate_poses(kp_q_m, desc_q, [(kp_k_m, desc_k)], cfg, rng)[0]
+
+
+def estimate_poses(kp_q_m: np.ndarray, desc_q: np.ndarray, keyframes: list, cfg,
+                   rng: np.random.Generator | None = None) -> list[PoseResult]:
+    """:func:`estimate_pose` of one query against K keyframes ``[(kp_k_m (N, 2), desc_k (N, 128))]``
+    at once: one similarity product, one hypothesis-scoring cube and one refinement loop for all
+    (the per-keyframe numpy calls were most of the pose stage's time). Random draws per keyframe in
+    order, then the preselection subset shared by all: with one keyframe, or with the preselection
+    off, the answers equal those of K calls of :func:`estimate_pose` with the same generator.
+    """
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
-    nq, nk = len(kp_q_m), len(kp_k_m)
-    if min(nq, nk) < max(cfg.min_inliers, 3):
-        return PoseResult(False, f"only {min(nq, nk)} keypoints (< {cfg.min_inliers})")
-    sim = _similarity(desc_q, desc_k)
-    m = mutual_matches(desc_q, desc_k, sim)
-    n = len(m)
-    cand = top_k_matches(desc_q, desc_k, cfg.match_top_k, sim)             # (nq, k)
-    pc = kp_k_m[cand]                                                       # (nq, k, 2)
+    nq = len(kp_q_m)
+    out: list = [None] * len(keyframes)
+    live = []
+    for j, (kp, _) in enumerate(keyframes):
+        if min(nq, len(kp)) < max(cfg.min_inliers, 3):
+            out[j] = PoseResult(False, f"only {min(nq, len(kp))} keypoints (< {cfg.min_inliers})")
+        else:
+            live.append(j)
+    if not live:
+        return out
+    sim_all = _similarity(desc_q, np.concatenate([keyframes[j][1] for j in live]))
+    cuts = np.cumsum([len(keyframes[j][0]) for j in live])[:-1]
     thr = cfg.inlier_threshold_m
+    kmax = min(cfg.match_top_k, max(len(keyframes[j][0]) for j in live))
     h = cfg.ransac_iterations // 2
-    y1, t1 = _hypotheses(kp_q_m[m[:, 0]], kp_k_m[m[:, 1]], h, thr, rng)
-    y2, t2 = _hypotheses(kp_q_m, pc[:, 0], cfg.ransac_iterations - h, thr, rng)
-    yaw_h, t_h = np.concatenate([y1, y2]), np.concatenate([t1, t2])
-    if len(yaw_h) == 0:
-        return PoseResult(False, "no consistent pair of descriptor matches", matches=n)
+    rows = []                                   # (j, mutual matches, pc (nq, kmax, 2))
+    I = np.zeros((len(live), cfg.ransac_iterations, 2), np.int64)          # pair indices into QP
+    QP = []                                     # per keyframe: matches (n1 mutual + nq nearest, 4): q, p
+    drawn = []
+    for a, (j, sim) in enumerate(zip(live, np.split(sim_all, cuts, axis=1))):
+        kp = keyframes[j][0]
+        m = mutual_matches(desc_q, keyframes[j][1], sim)
+        cand = top_k_matches(desc_q, None, cfg.match_top_k, sim)            # (nq, k)
+        pc = np.full((nq, kmax, 2), 1e6)        # a keyframe with fewer keypoints than k: far padding
+        pc[:, :cand.shape[1]] = kp[cand]
+        rows.append((j, len(m), pc))
+        # pairs of mutual matches (first half) and of plain nearest neighbours (second half)
+        i1, j1 = _draw_pairs(len(m), h, rng)
+        i2, j2 = _draw_pairs(nq, cfg.ransac_iterations - h, rng)
+        QP.append(np.concatenate([np.hstack([kp_q_m[m[:, 0]], kp[m[:, 1]]]), np.hstack([kp_q_m, pc[:, 0]])]))
+        ii = np.concatenate([i1, i2 + len(m)])
+        jj = np.concatenate([j1, j2 + len(m)])
+        I[a, :len(ii), 0], I[a, :len(ii), 1] = ii, jj
+        drawn.append(len(ii))
+    K = len(rows)
+    width = max(len(x) for x in QP)
+    QPa = np.zeros((K, width, 4))
+    for a, x in enumerate(QP):
+        QPa[a, :len(x)] = x
+    pi_, pj_ = QPa[np.arange(K)[:, None], I[..., 0]], QPa[np.arange(K)[:, None], I[..., 1]]   # (K, iters, 4)
+    Y, Tt, good = _pair_hypotheses(pi_[..., :2], pj_[..., :2], pi_[..., 2:], pj_[..., 2:],
+                                   I[..., 0] == I[..., 1], thr)
+    good &= np.arange(I.shape[1]) < np.array(drawn)[:, None]
+    n_good = good.sum(1)
+    for a in np.nonzero(n_good == 0)[0]:
+        out[rows[a][0]] = PoseResult(False, "no consistent pair of descriptor matches", matches=rows[a][1])
+    keep_rows = np.nonzero(n_good > 0)[0]
+    if not len(keep_rows):
+        return out
+    rows = [rows[a] for a in keep_rows]
+    Y, Tt, good, K = Y[keep_rows], Tt[keep_rows], good[keep_rows], len(keep_rows)
+    PC = np.stack([r[2] for r in rows])                                      # (K, nq, k, 2)
+    pcx = np.ascontiguousarray(PC[..., 0].transpose(0, 2, 1), np.float32)   # (K, k, nq)
+    pcy = np.ascontiguousarray(PC[..., 1].transpose(0, 2, 1), np.float32)
     n_sub, n_keep = cfg.ransac_preselect_keypoints, cfg.ransac_preselect_hypotheses
-    if 0 < n_keep < len(yaw_h) and 0 < 2 * n_sub <= nq:
+    if 0 < n_keep < n_good.max() and 0 < 2 * n_sub <= nq:
         # preemptive scoring: all hypotheses on a random subset of the query keypoints, the best
         # ``n_keep`` of them on all (the full (M, Nq, k) residual cube was the tail of the pose
         # stage's latency when good descriptors let most of the 256 hypotheses through)
         sub = rng.choice(nq, n_sub, replace=False)
-        s_sub = (_residual2(yaw_h, t_h, kp_q_m[sub], pc[sub]) < thr * thr).any(2).sum(1)
-        keep = np.argsort(-s_sub, kind="stable")[:n_keep]
-        yaw_h, t_h = yaw_h[keep], t_h[keep]
-    support = (_residual2(yaw_h, t_h, kp_q_m, pc) < thr * thr).any(2).sum(1)
-    b = int(support.argmax())
-    yaw, t = float(yaw_h[b]), t_h[b]
-    sel = None
+        s_sub = np.where(good, _support(Y, Tt, kp_q_m[sub], pcx[..., sub], pcy[..., sub], thr), -1)
+        keep = np.argsort(-s_sub, axis=1, kind="stable")[:, :n_keep]
+        Y, Tt, good = (np.take_along_axis(Y, keep, 1), np.take_along_axis(Tt, keep[..., None], 1),
+                       np.take_along_axis(good, keep, 1))
+    support = np.where(good, _support(Y, Tt, kp_q_m, pcx, pcy, thr), -1)   # (K, M); -1: no hypothesis
+    b = support.argmax(1)
+    yaw, t = Y[np.arange(K), b], Tt[np.arange(K), b]
+    inl_sel = np.zeros((K, nq), bool)
+    best_sel = np.zeros((K, nq), np.int64)
+    have = np.zeros(K, bool)                     # a selection was made
+    active = np.ones(K, bool)
+    qi = np.arange(nq)
     for _ in range(4):                                  # least-squares refinement on the inliers
-        r2 = _residual2(np.array([yaw]), t[None], kp_q_m, pc)[0]           # (nq, k)
-        best = r2.argmin(1)
-        inl = r2[np.arange(nq), best] < thr * thr
-        new = (inl, best)
-        if sel is not None and np.array_equal(sel[0], inl) and np.array_equal(sel[1][inl], best[inl]):
+        r2 = _residual2(yaw[:, None], t[:, None], kp_q_m, PC)[:, 0]        # (K, nq, k)
+        best = r2.argmin(2)
+        inl = np.take_along_axis(r2, best[..., None], 2)[..., 0] < thr * thr
+        same = have & (inl_sel == inl).all(1) & ((best_sel == best) | ~inl).all(1)
+        active &= ~same
+        inl_sel[active], best_sel[active] = inl[active], best[active]
+        have |= active
+        active &= inl.sum(1) >= 3
+        if not active.any():
             break
-        sel = new
-        if inl.sum() < 3:
-            break
-        yaw, t = fit_rigid_2d(kp_q_m[inl], pc[np.nonzero(inl)[0], best[inl]])
-    inl, best = sel
+        p = PC[np.arange(K)[:, None], qi, best]                              # (K, nq, 2)
+        ya, ta = _fit_rigid_2d_batch(kp_q_m, p[active], inl[active].astype(np.float64))
+        yaw[active], t[active] = ya, ta
+    for a, (j, n, pc) in enumerate(rows):
+        out[j] = _finish(kp_q_m, pc, inl_sel[a], best_sel[a], float(yaw[a]), t[a], n,
+                         min(nq, len(keyframes[j][0])), cfg)
+    return out
+
+
+def _finish(kp_q_m, pc, inl, best, yaw: float, t: np.ndarray, n: int, n_min: int, cfg) -> PoseResult:
+    """PoseResult of one keyframe from its refined pose and inlier selection: gates, covariance."""
     k = int(inl.sum())
+    nq = len(kp_q_m)
     # a refused pose keeps its x, y, yaw and inlier count: the engine weighs every retrieved
     # keyframe's best pose against the others (a wrong place scores several different poses alike)
     tx, ty = float(t[0]), float(t[1])
     if k < cfg.min_inliers:
         return PoseResult(False, f"only {k} RANSAC inliers of {nq} keypoints ({n} mutual matches, "
                           f"< {cfg.min_inliers})", tx, ty, yaw, inliers=k, matches=n)
-    if k < cfg.min_inlier_ratio * min(nq, nk):
-        return PoseResult(False, f"inlier ratio {k}/{min(nq, nk)} below {cfg.min_inlier_ratio:g}",
+    if k < cfg.min_inlier_ratio * n_min:
+        return PoseResult(False, f"inlier ratio {k}/{n_min} below {cfg.min_inlier_ratio:g}",
                           tx, ty, yaw, inliers=k, matches=n)
     q = kp_q_m[inl]
     p = pc[np.nonzero(inl)[0], best[inl]]
@@ -240,7 +343,7 @@ def estimate_pose(kp_q_m: np.ndarray, desc_q: np.ndarray, kp_k_m: np.ndarray, de
     J[0::2, 2] = -Rq[:, 1]
     J[1::2, 2] = Rq[:, 0]
     cov = cfg.cov_inflation * sigma2 * np.linalg.inv(J.T @ J)
-    return PoseResult(True, "", float(t[0]), float(t[1]), float(yaw), 0.5 * (cov + cov.T), k, n,
+    return PoseResult(True, "", tx, ty, yaw, 0.5 * (cov + cov.T), k, n,
                       float(np.sqrt((res ** 2).sum(1).mean())))
 
 
