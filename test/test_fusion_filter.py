@@ -318,3 +318,30 @@ def test_wheel_speed_jacobian_matches_finite_differences():
     H, _, _ = m.model(kf)
     assert H.shape == (3, N_ERR) and abs(H[0, N_ERR - 1]) > 1.0        # the speed row sees the scale
     _assert_jacobian_matches_finite_differences(kf, m)
+
+
+def test_a_degraded_epoch_is_inflated_by_the_largest_of_its_reasons():
+    """An epoch near the window threshold that the filter also finds inconsistent (NIS over the DEGRADED
+    level, under the gate) is inflated by whichever of the two asks for more, and says both."""
+    import dataclasses
+
+    from geoloc_ros.fusion.gnss import GnssMonitor
+    cfg = dataclasses.replace(FusionConfig(), gnss_degraded_scale=1.5)
+    cov = np.diag([0.25, 0.25, 1.0])
+
+    def run(offset_m, nis):
+        mon = GnssMonitor(cfg)
+        for t in range(31):                   # 30 s straight at 1 m/s, GNSS agreeing with odometry
+            a = mon.assess(float(t), [t, 0.0, 0.0], cov, 1.0, [t, 0.0], float(t), np.eye(2))
+            assert a.verdict == Verdict.OK, a.reason
+        return mon.assess(31.0, [31.0 + offset_m, 0.0, 0.0], cov, nis, [31.0, 0.0], 31.0, np.eye(2))
+
+    thr = run(0.0, 1.0).checks["window20_thr_m"]
+    share = 0.9
+    alone = run(share * thr, 1.0)
+    assert alone.verdict == Verdict.DEGRADED and "window mismatch" in alone.reason
+    assert alone.noise_scale == pytest.approx(1.5 * share / 0.8, rel=0.02)
+    nis = 17.0                                # 17 / 9.21 = 1.85 > 1.5 * 0.9 / 0.8 = 1.69
+    both = run(share * thr, nis)
+    assert both.verdict == Verdict.DEGRADED and "window mismatch" in both.reason and "NIS 17.0" in both.reason
+    assert both.noise_scale == pytest.approx(nis / cfg.gnss_nis_degraded)

@@ -311,11 +311,15 @@ class GnssMonitor:
                                    f"({self.good_streak}/{cfg.gnss_recover_epochs} consistent)",
                                    0.0, checks)
         elif (r := self._window_ratio(checks)) > cfg.gnss_window_degrade_ratio > 0:
-            a = GnssAssessment(Verdict.DEGRADED, f"window mismatch at {r:.0%} of its rejection threshold",
-                               max(cfg.gnss_degraded_scale * r / cfg.gnss_window_degrade_ratio, 1.0), checks)
+            # several reasons may hold at once: the noise is inflated by the largest (an epoch that is
+            # both near the window threshold and inconsistent with the filter is followed least)
+            scale = max(cfg.gnss_degraded_scale * r / cfg.gnss_window_degrade_ratio, self._nis_scale(nis), 1.0)
+            a = GnssAssessment(Verdict.DEGRADED, f"window mismatch at {r:.0%} of its rejection threshold"
+                               + self._nis_note(nis), scale, checks)
         elif var_rep > cfg.gnss_cov_degraded_m2:
             a = GnssAssessment(Verdict.DEGRADED, f"reported covariance {var_rep:.1f} m^2 over "
-                               f"{cfg.gnss_cov_degraded_m2:g}", cfg.gnss_degraded_scale, checks)
+                               f"{cfg.gnss_cov_degraded_m2:g}" + self._nis_note(nis),
+                               max(cfg.gnss_degraded_scale, self._nis_scale(nis)), checks)
         elif nis > cfg.gnss_nis_degraded:
             a = GnssAssessment(Verdict.DEGRADED, f"NIS {nis:.1f} over {cfg.gnss_nis_degraded:g}",
                                max(cfg.gnss_degraded_scale, nis / cfg.gnss_nis_degraded), checks)
@@ -374,6 +378,13 @@ class GnssMonitor:
                 e[5] = False
         self._fit_t, self._fit_R = -np.inf, None
         return True
+
+    def _nis_scale(self, nis: float) -> float:
+        """Noise inflation the NIS alone asks for: nis / gnss_nis_degraded above that level, else 1."""
+        return nis / self.cfg.gnss_nis_degraded if nis > self.cfg.gnss_nis_degraded else 1.0
+
+    def _nis_note(self, nis: float) -> str:
+        return f"; NIS {nis:.1f} over {self.cfg.gnss_nis_degraded:g}" if nis > self.cfg.gnss_nis_degraded else ""
 
     @staticmethod
     def _window_ratio(checks: dict) -> float:
