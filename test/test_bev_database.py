@@ -34,6 +34,34 @@ def _feat(rng):
                     _unit(rng, 50, 128))
 
 
+def test_index_holds_each_place_described_by_its_neighbouring_keyframes():
+    """The index compares queries with each keyframe's descriptor averaged over its neighbours along
+    the map (Gaussian in map-frame distance, retrieval_smooth_m): a query seen from between or beside
+    keyframes meets the place, not one viewpoint; sparse keyframes and sigma 0 keep their own."""
+    rng = np.random.default_rng(4)
+    cfg = BevConfig(retrieval_smooth_m=1.0)
+    db = BevDatabase(cfg, None, weights_sha256="test")
+    xs = [0.0, 1.0, 2.0, 3.0, 50.0]                      # four keyframes 1 m apart, one far away
+    for x in xs:
+        db.add_keyframe(_feat(rng), se3(rot_z(0.0), [x, 0.0, 0.0]))
+    G = np.stack(db.global_desc)
+    D = db.retrieval_descriptors()
+    w = np.exp(-0.5 * (np.array([1.0, 0.0, 1.0, 2.0]))[:, None] ** 2)   # keyframe 1 and its neighbours
+    ref = (w * G[:4]).sum(0)
+    assert np.allclose(D[1], ref / np.linalg.norm(ref), atol=1e-5)
+    assert np.allclose(D[4], G[4], atol=1e-6)                           # 47 m from the others: its own
+    assert np.allclose(np.linalg.norm(D, axis=1), 1.0, atol=1e-5)
+    # a query between keyframes 1 and 2 (the mean of their views) retrieves one of them first
+    q = G[1] + G[2]
+    idx, _ = db.search(q / np.linalg.norm(q), 2)
+    assert set(idx) == {1, 2}
+    off = BevDatabase(BevConfig(retrieval_smooth_m=0.0), None, weights_sha256="test")
+    for x in xs:
+        off.add_keyframe(Features(G[xs.index(x)], np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)),
+                         se3(rot_z(0.0), [x, 0.0, 0.0]))
+    assert np.array_equal(off.retrieval_descriptors(), G)
+
+
 def test_build_database_keeps_keyframes_by_spacing_and_turn_and_skips_bad_poses():
     rng = np.random.default_rng(1)
     poses = [se3(rot_z(0.0), [0.25 * i, 0.0, 0.0]) for i in range(41)]          # 10 m straight

