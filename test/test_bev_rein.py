@@ -108,7 +108,7 @@ def test_shipped_weights_are_small_and_plain():
 
 
 def test_inference_path_matches_the_training_graph_and_sparse_local_matches_dense(net):
-    """The eval encoder (BatchNorm folded, channels-last, bf16 stride-8 stage where native) gives the
+    """The eval encoder (BatchNorm folded, channels-last, all convs bf16 where native) gives the
     descriptors of the plain graph; local descriptors computed only at keypoints equal the dense map's."""
     cfg = BevConfig()
     img = bev_image(_kitti(0), cfg)
@@ -123,7 +123,7 @@ def test_inference_path_matches_the_training_graph_and_sparse_local_matches_dens
             g, f2, f3 = net.encode(x, dense_f2=dense_f2)      # dense_f2=False: stride-4 maps pooled at points
             d = net.local_at(f2, f3, uv, img.shape[0])
         cos = float((g[0] * g_ref[0].detach()).sum())
-        # bf16 rounding of the stride-8 stage, amplified by the whitened PCA: 0.995 measured on KITTI 0
+        # bf16 rounding of the encoder, amplified by the whitened PCA: 0.995 measured on KITTI 0
         assert cos > (0.99 if bf16 else 0.99999), (bf16, cos)
         assert np.median((d * d_ref).sum(1)) > (0.999 if bf16 else 0.99999), bf16
         if not bf16:
