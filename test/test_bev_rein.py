@@ -170,3 +170,21 @@ def test_group_pooling_turns_each_rotation_back_by_its_own_angle():
     disc = torch.linspace(-1, 1, 26)
     inside = (disc[None] ** 2 + disc[:, None] ** 2) <= 0.95      # the corners leave the grid when turned
     assert torch.allclose(pooled[..., inside], ref[..., inside], atol=1e-5)
+
+
+def test_a_query_split_over_two_threads_gives_the_one_thread_features(net):
+    """query_threads 2 (keypoints, part of the rotations and the local descriptors on a worker
+    thread) is a scheduling choice only: the same global descriptor, keypoints and local
+    descriptors as all on one thread, on the real KITTI scans."""
+    from dataclasses import replace
+    from geoloc_ros.bev.features import extract_features
+    cfg = BevConfig()
+    for i in (0, 3):
+        img = bev_image(_kitti(i), cfg)
+        one = extract_features(net, img, replace(cfg, query_threads=1))
+        two = extract_features(net, img, replace(cfg, query_threads=2))
+        assert len(one.kp_xy_m) > 100
+        np.testing.assert_array_equal(one.kp_xy_m, two.kp_xy_m)
+        np.testing.assert_allclose(two.global_desc, one.global_desc, atol=1e-6)
+        np.testing.assert_allclose(two.kp_desc, one.kp_desc, atol=1e-6)
+        assert set(two.timings_ms) == {"network", "keypoints"}

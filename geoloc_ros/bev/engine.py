@@ -54,11 +54,12 @@ class BevLocalizer:
         """Ranked candidates (status OK, most pose inliers first); ``[NO_FIX candidate]`` when none holds.
 
         Candidate.info: keyframe, inliers, matches, rms_m, similarity, timings_ms (wall-clock ms per stage,
-        ``total``, and ``cpu_total``: this thread's CPU time, i.e. without waiting for a busy CPU).
+        ``total``, and ``cpu_total``: this process's CPU time over the query, all its threads (the query's
+        worker thread included), i.e. without waiting for a busy CPU).
         """
         torch.set_num_threads(max(1, self.cfg.torch_threads))
         self.last_retrieval = (np.zeros(0, np.int64), np.zeros(0))
-        t0, c0 = time.perf_counter(), time.thread_time()
+        t0, c0 = time.perf_counter(), time.process_time()
         if not len(self.db):
             return [_no_fix("BEV map database is empty")]
         try:
@@ -102,7 +103,7 @@ class BevLocalizer:
         tm = {"bev_image": (t1 - t0) * 1e3, "network": f.timings_ms["network"],
               "keypoints": f.timings_ms["keypoints"], "retrieval": (t3 - t2) * 1e3,
               "pose": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3,
-              "cpu_total": (time.thread_time() - c0) * 1e3}   # CPU time of this thread: the load of the machine aside
+              "cpu_total": (time.process_time() - c0) * 1e3}   # CPU time of this process: the load of the machine aside
         self.last_timings_ms = tm
         if not results and ambiguous:
             return [_no_fix(f"no distinct pose: ambiguous or unmapped place ({ambiguous[0]})", {"timings_ms": tm})]

@@ -113,6 +113,10 @@ class _InferenceEncoder:
                 self.convs = [(w.to(torch.bfloat16), b.to(torch.bfloat16), st, pad) for w, b, st, pad in self.convs]
                 self.w_last, self.b_last = self.w_last.to(torch.bfloat16), self.b_last.to(torch.bfloat16)
         self.bf16 = bf16
+        if bf16:                      # settle the one-time fused-op check here, not in a worker thread
+            w, b, st, pad = self.convs[0]
+            probe = torch.rand(1, w.shape[1], 9, 9, generator=torch.Generator().manual_seed(0))
+            _conv_relu(probe.to(torch.bfloat16, memory_format=torch.channels_last), w, b, st, pad)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.bf16:
@@ -274,23 +278,35 @@ class ReinNet(nn.Module):
         except RuntimeError:          # tensors created under inference_mode carry no version
             return None
 
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shared encoder on (N, 1, S, S): (N, w2, S/4, S/4) and (N, 128, S/8, S/8)."""
+    def _encode(self, x: torch.Tensor, executor=None, worker_share: float = 0.375) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shared encoder on (N, 1, S, S): (N, w2, S/4, S/4) and (N, 128, S/8, S/8).
+
+        With ``executor`` (a one-thread ``concurrent.futures`` pool; inference only) its thread
+        encodes the first ``worker_share`` of the N images while the calling thread encodes the rest
+        (convolutions release the GIL, so on two cores the halves overlap).
+        """
         if self.training or torch.is_grad_enabled():
             f2 = self.stage2(self.stage1(x))
             return f2, self.stage3(f2)
         key = (self._encoder_key(), bool(self.bf16) and _bf16_native())
         if self._fused is None or key[0] is None or self._fused[0] != key:
             self._fused = (key, _InferenceEncoder(self, key[1]))
-        return self._fused[1](x)
+        enc = self._fused[1]
+        k = int(round(len(x) * worker_share)) if executor is not None else 0
+        if not 0 < k < len(x):
+            return enc(x)
+        job = executor.submit(torch.inference_mode()(enc), x[:k])
+        f2b, f3b = enc(x[k:])
+        f2a, f3a = job.result()
+        return torch.cat([f2a, f2b]), torch.cat([f3a, f3b])
 
-    def features(self, x: torch.Tensor, dense_f2: bool = True):
+    def features(self, x: torch.Tensor, dense_f2: bool = True, executor=None):
         """Group-pooled equivariant maps: (B, w2, S/4, S/4) and (B, 128, S/8, S/8).
 
         Rotation k (angle k*360/R) is ``rot90`` of one of the R/4 base rotations in [0, 90) deg, so
         only those go through ``grid_sample`` (in and back); quarter turns are exact permutations.
         ``dense_f2=False`` (R a multiple of 4) returns the stride-4 maps unpooled, as :class:`RotatedMaps`
-        that :meth:`local_at` pools only where it samples.
+        that :meth:`local_at` pools only where it samples. ``executor``: see :meth:`_encode`.
         """
         B, _, S, _ = x.shape
         R = self.num_rotations
@@ -298,7 +314,7 @@ class ReinNet(nn.Module):
         if R % 4:
             angles = torch.arange(R, dtype=x.dtype, device=x.device) * (2 * math.pi / R)
             xr = rotate_images(x.repeat_interleave(R, 0), angles.repeat(B))
-            f2, f3 = self._encode(xr)
+            f2, f3 = self._encode(xr, executor)
             back = (-angles).repeat(B)
             return (rotate_images(f2, back).unflatten(0, (B, R)).amax(1),
                     rotate_images(f3, back).unflatten(0, (B, R)).amax(1))
@@ -309,7 +325,7 @@ class ReinNet(nn.Module):
             xb.append(_rotate_fixed(x.repeat_interleave(q - 1, 0), base).unflatten(0, (B, q - 1)))
         xb = torch.cat(xb, 1)                                                  # (B, q, 1, S, S)
         xr = torch.stack([torch.rot90(xb, -m, dims=(3, 4)) for m in range(4)], 1)  # (B, 4, q, 1, S, S)
-        f2, f3 = self._encode(xr.flatten(0, 2))
+        f2, f3 = self._encode(xr.flatten(0, 2), executor)
         back = tuple(-a for a in base)
         if not dense_f2:
             return RotatedMaps(f2.unflatten(0, (B, 4, q)), back), self._pool_quarter(f3, B, q, back)
@@ -334,11 +350,16 @@ class ReinNet(nn.Module):
         """(g (B, G), f2 (B, w2, S/4, S/4), f3 (B, 128, S/8, S/8)): global descriptor and pooled maps
         (f2 as :class:`RotatedMaps` with ``dense_f2=False``: enough for :meth:`local_at`, cheaper)."""
         f2, f3 = self.features(x, dense_f2)
-        disc = self._disc(f3.shape[-1], f3.device).flatten()[None].expand(x.shape[0], -1)
+        return self.global_descriptor(f3), f2, f3
+
+    def global_descriptor(self, f3: torch.Tensor) -> torch.Tensor:
+        """(B, G) global descriptors from the pooled stride-8 maps (B, 128, S/8, S/8): NetVLAD over
+        the disc, then the PCA projection when fitted, L2-normalised."""
+        disc = self._disc(f3.shape[-1], f3.device).flatten()[None].expand(f3.shape[0], -1)
         g = self.vlad(f3, disc)
         if int(self.pca_fitted):
             g = F.normalize((g - self.pca_mean) @ self.pca_matrix.T, dim=1)
-        return g, f2, f3
+        return g
 
     def local_map(self, f2: torch.Tensor, f3: torch.Tensor) -> torch.Tensor:
         """Dense L2-normalised local features (B, 128, S/4, S/4) from the pooled maps."""
