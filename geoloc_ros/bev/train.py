@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from geoloc_ros.bev.config import BevConfig
 from geoloc_ros.bev.image import BevInputError, bev_image, image_size, metres_to_pixels, pixels_to_metres
 from geoloc_ros.bev.pose import fast_keypoints
-from geoloc_ros.bev.rein import ReinNet, rotate_images
+from geoloc_ros.bev.rein import ReinNet, _bf16_native, rotate_images
 from geoloc_ros.bev import simdata
 
 __all__ = ["TrainConfig", "make_dataset", "train", "recall_on_world", "main"]
@@ -71,6 +71,9 @@ class TrainConfig:
     in_batch: bool = True          # the hardest negative may also be any far image of the batch
     lr_final: float = 0.1          # cosine decay of the learning rate to lr * lr_final over the budget
     checkpoint_steps: int = 0      # > 0: also save the weights (PCA not fitted) every this many steps
+    bf16: bool = True              # where the CPU has native bfloat16 (AVX512-BF16/AMX): the training
+    #                                forward pass under bfloat16 autocast (a step's forward + backward
+    #                                ~1.85x faster) and mining with the bfloat16 inference encoder
 
 
 def _images_from_poses(world, poses: np.ndarray, cfg: BevConfig, rng, patterns) -> np.ndarray:
@@ -239,6 +242,9 @@ def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, l
     anchors = np.nonzero(pos_mask.any(1))[0]
     log(f"  {N} scans, {len(anchors)} anchors with positives ({time.time() - t0:.0f} s)")
     net = ReinNet(num_rotations=cfg.num_rotations)
+    use_bf16 = bool(tc.bf16) and _bf16_native()
+    net.bf16 = use_bf16
+    log(f"  bfloat16 autocast: {'on' if use_bf16 else 'off (not native here)' if tc.bf16 else 'off'}")
     if init:      # continue from earlier weights (their PCA is refitted at the end)
         net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
         with torch.no_grad():
@@ -272,7 +278,9 @@ def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, l
         xa, xp, xn = _to_tensor(imgs[a]), _to_tensor(imgs[p]), _to_tensor(imgs[n])
         xp = rotate_images(xp, torch.as_tensor(rot, dtype=torch.float32))
         xn = rotate_images(xn, torch.as_tensor(rng.uniform(-np.pi, np.pi, tc.batch), dtype=torch.float32))
-        g, loc = net(torch.cat([xa, xp, xn]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            g, loc = net(torch.cat([xa, xp, xn]))
+        g, loc = g.float(), loc.float()
         B = tc.batch
         loss = _triplet_loss(g, a, p, n, far, tc) if tc.in_batch else \
             F.triplet_margin_loss(g[:B], g[B:2 * B], g[2 * B:], margin=tc.margin)
@@ -361,12 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--local-weight", type=float, default=1.0, help="weight of the local-descriptor InfoNCE loss")
     ap.add_argument("--checkpoint-steps", type=int, default=0, help="also save the weights every N steps")
     ap.add_argument("--eval-queries", type=int, default=40, help="held-out queries per revisit kind")
+    ap.add_argument("--no-bf16", action="store_true", help="train in float32 even where bfloat16 is native")
     a = ap.parse_args(argv)
     tc = TrainConfig(seeds=[int(s) for s in a.seeds.split(",")], places_per_world=a.places,
                      minutes=a.minutes, threads=a.threads, lr=a.lr, batch=a.batch,
                      pca_whiten=a.pca_whiten, pca_samples=a.pca_samples, pca_eps=a.pca_eps,
                      lr_final=a.lr_final, hard_pos_frac=a.hard_pos_frac, local_weight=a.local_weight,
-                     checkpoint_steps=a.checkpoint_steps, eval_queries=a.eval_queries)
+                     checkpoint_steps=a.checkpoint_steps, eval_queries=a.eval_queries,
+                     bf16=not a.no_bf16)
     s = train(tc, a.out, data_cache=a.data_cache or None, init=a.init or None, prior_steps=a.prior_steps)
     if a.summary:
         Path(a.summary).write_text(json.dumps(s, indent=1))
