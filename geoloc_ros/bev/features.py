@@ -1,6 +1,7 @@
 """BEV image -> what the map and the queries keep: global descriptor, keypoints, local descriptors."""
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,16 +25,10 @@ class Features:
     timings_ms: dict = field(default_factory=dict)
 
 
-_POOLS: dict = {}        # threads -> the shared worker pool of extract_features
-
-
-def _worker_pool(query_threads: int):
-    """The one-thread pool a query shares its work with (None for ``query_threads`` <= 1)."""
-    if query_threads <= 1:
-        return None
-    if "pool" not in _POOLS:
-        _POOLS["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoloc-bev-query")
-    return _POOLS["pool"]
+@functools.lru_cache(maxsize=1)
+def _worker_pool() -> ThreadPoolExecutor:
+    """The one worker thread every query with ``query_threads`` 2 shares its work with."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoloc-bev-query")
 
 
 @torch.inference_mode()
@@ -51,7 +46,7 @@ def extract_features(net: ReinNet, img: np.ndarray, cfg) -> Features:
     t0 = time.perf_counter()
     x = torch.from_numpy(np.ascontiguousarray(img, np.float32) / 255.0)[None, None]
     dense_f2 = net.num_rotations % 4 != 0
-    pool = _worker_pool(int(getattr(cfg, "query_threads", 1)))
+    pool = _worker_pool() if cfg.query_threads > 1 else None
     if pool is None:
         g, f2, f3 = net.encode(x, dense_f2=dense_f2)
         t1 = time.perf_counter()

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["ReinNet", "WeightsError", "load_rein", "default_weights_path", "sample_local",
-           "rotate_images", "weights_digest"]
+           "rotate_images", "weights_digest", "bf16_native"]
 
 
 class WeightsError(RuntimeError):
@@ -113,10 +113,7 @@ class _InferenceEncoder:
                 self.convs = [(w.to(torch.bfloat16), b.to(torch.bfloat16), st, pad) for w, b, st, pad in self.convs]
                 self.w_last, self.b_last = self.w_last.to(torch.bfloat16), self.b_last.to(torch.bfloat16)
         self.bf16 = bf16
-        if bf16:                      # settle the one-time fused-op check here, not in a worker thread
-            w, b, st, pad = self.convs[0]
-            probe = torch.rand(1, w.shape[1], 9, 9, generator=torch.Generator().manual_seed(0))
-            _conv_relu(probe.to(torch.bfloat16, memory_format=torch.channels_last), w, b, st, pad)
+        self.fused = bf16 and _fused_conv_relu_works()      # checked here, before any worker thread runs it
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.bf16:
@@ -124,7 +121,7 @@ class _InferenceEncoder:
             for k, (w, b, st, pad) in enumerate(self.convs):
                 if k == 2:
                     f2 = h                                             # stride-4 features
-                h = _conv_relu(h, w, b, st, pad)
+                h = _conv_relu(h, w, b, st, pad) if self.fused else F.relu(F.conv2d(h, w, b, st, pad), inplace=True)
         else:
             h = x.contiguous()
             for k, (w, b, st, pad) in enumerate(self.convs):
@@ -138,29 +135,33 @@ class _InferenceEncoder:
         return f2.float(), f3.float()
 
 
-_FUSED_CONV_RELU: list = []          # [bool]: whether torch's oneDNN conv + ReLU op works here (tried once)
-
-
 def _conv_relu(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, stride, padding) -> torch.Tensor:
-    """relu(conv2d(h, w, b)) for channels-last inputs, through oneDNN's fused post-op when available."""
-    if not _FUSED_CONV_RELU or _FUSED_CONV_RELU[0]:
-        try:
-            out = torch.ops.mkldnn._convolution_pointwise(h, w, b, list(padding), list(stride), [1, 1], 1,
-                                                          "relu", [], "")
-            if not _FUSED_CONV_RELU:      # first use: check it against the plain ops once
-                ref = F.relu(F.conv2d(h, w, b, stride, padding))
-                _FUSED_CONV_RELU.append(out.shape == ref.shape and bool(
-                    torch.allclose(out.float(), ref.float(), rtol=2e-2, atol=2e-2 * float(ref.abs().max()) + 1e-6)))
-                if not _FUSED_CONV_RELU[0]:
-                    return ref
-            return out
-        except (AttributeError, RuntimeError, NotImplementedError):
-            _FUSED_CONV_RELU[:] = [False]
-    return F.relu(F.conv2d(h, w, b, stride, padding), inplace=True)
+    """relu(conv2d(h, w, b)) for channels-last inputs through oneDNN's fused ReLU post-op."""
+    return torch.ops.mkldnn._convolution_pointwise(h, w, b, list(padding), list(stride), [1, 1], 1, "relu", [], "")
 
 
 @functools.lru_cache(maxsize=1)
-def _bf16_native() -> bool:
+def _fused_conv_relu_works() -> bool:
+    """Whether :func:`_conv_relu` runs on this torch build and equals relu(conv2d) in bfloat16
+    channels-last (tried once, on random stride-2 convs of the encoder's stage-1 and stage-2 shapes)."""
+    g = torch.Generator().manual_seed(0)
+    for cin, cout in ((1, 16), (16, 32)):
+        h = torch.rand(1, cin, 9, 9, generator=g).to(torch.bfloat16, memory_format=torch.channels_last)
+        w = (torch.rand(cout, cin, 3, 3, generator=g) - 0.5).to(torch.bfloat16, memory_format=torch.channels_last)
+        b = (torch.rand(cout, generator=g) - 0.5).to(torch.bfloat16)
+        try:
+            out = _conv_relu(h, w, b, (2, 2), (1, 1))
+        except (AttributeError, RuntimeError, NotImplementedError):
+            return False
+        ref = F.relu(F.conv2d(h, w, b, 2, 1))
+        if out.shape != ref.shape or not torch.allclose(out.float(), ref.float(), rtol=2e-2,
+                                                        atol=2e-2 * float(ref.abs().max()) + 1e-6):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def bf16_native() -> bool:
     """Whether this CPU runs bfloat16 convolutions natively (oneDNN with AVX512-BF16 / AMX)."""
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -288,7 +289,7 @@ class ReinNet(nn.Module):
         if self.training or torch.is_grad_enabled():
             f2 = self.stage2(self.stage1(x))
             return f2, self.stage3(f2)
-        key = (self._encoder_key(), bool(self.bf16) and _bf16_native())
+        key = (self._encoder_key(), bool(self.bf16) and bf16_native())
         if self._fused is None or key[0] is None or self._fused[0] != key:
             self._fused = (key, _InferenceEncoder(self, key[1]))
         enc = self._fused[1]

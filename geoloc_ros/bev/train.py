@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from geoloc_ros.bev.config import BevConfig
 from geoloc_ros.bev.image import BevInputError, bev_image, image_size, metres_to_pixels, pixels_to_metres
 from geoloc_ros.bev.pose import fast_keypoints
-from geoloc_ros.bev.rein import ReinNet, _bf16_native, rotate_images
+from geoloc_ros.bev.rein import ReinNet, bf16_native, rotate_images
 from geoloc_ros.bev import simdata
 
 __all__ = ["TrainConfig", "make_dataset", "train", "recall_on_world", "main"]
@@ -242,7 +242,7 @@ def train(tc: TrainConfig, out_path: str | Path, cfg: BevConfig | None = None, l
     anchors = np.nonzero(pos_mask.any(1))[0]
     log(f"  {N} scans, {len(anchors)} anchors with positives ({time.time() - t0:.0f} s)")
     net = ReinNet(num_rotations=cfg.num_rotations)
-    use_bf16 = bool(tc.bf16) and _bf16_native()
+    use_bf16 = bool(tc.bf16) and bf16_native()
     net.bf16 = use_bf16
     log(f"  bfloat16 autocast: {'on' if use_bf16 else 'off (not native here)' if tc.bf16 else 'off'}")
     if init:      # continue from earlier weights (their PCA is refitted at the end)
