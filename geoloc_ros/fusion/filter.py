@@ -29,7 +29,8 @@ from geoloc_ros.fusion.anchor import Anchor, reanchor
 from geoloc_ros.fusion.deadreckon import OdomTrack
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.eskf import KS_, BodyVelocity, ErrorStateKF, GnssPosition, PoseFix, WheelSpeed, ZeroVelocity
-from geoloc_ros.fusion.gnss import Datum, GnssAssessment, GnssMonitor, WheelSlipDetector
+from geoloc_ros.fusion.gnss import Datum, GnssAssessment, GnssMonitor
+from geoloc_ros.fusion.slip import WheelSlipDetector
 from geoloc_ros.fusion.init import gnss_motion_heading, initial_covariance, tilt_from_acc
 from geoloc_ros.geometry import rot_z, wrap_angle
 
