@@ -345,3 +345,36 @@ def test_a_degraded_epoch_is_inflated_by_the_largest_of_its_reasons():
     both = run(share * thr, nis)
     assert both.verdict == Verdict.DEGRADED and "window mismatch" in both.reason and "NIS 17.0" in both.reason
     assert both.noise_scale == pytest.approx(nis / cfg.gnss_nis_degraded)
+
+
+def _first_rejection_on_a_wandering_receiver(track_m: float, drift: bool):
+    """(stamp s, reason) of the first REJECTED epoch of a monitor on 300 s of a 1 m/s circle (40 m
+    radius) with GNSS that wanders 2 m per axis (30 s correlation, as the Husky receiver does) and
+    reports 0.9 m; ``drift``: 0.3 m/s drift north from 150 s on. None: never rejected."""
+    import dataclasses
+
+    from geoloc_ros.fusion.gnss import GnssMonitor
+    cfg = dataclasses.replace(FusionConfig(), gnss_window_cov_scale=9.0, gnss_fit_s=120.0, gnss_track_m=track_m)
+    rng = np.random.default_rng(0)
+    mon, cov = GnssMonitor(cfg), np.diag([0.8, 0.8, 4.0])
+    wander, a = np.zeros(2), np.exp(-0.4 / 30.0)
+    for k in range(750):
+        t = 0.4 * k
+        p = 40.0 * np.array([np.sin(t / 40.0), 1.0 - np.cos(t / 40.0)])
+        wander = a * wander + np.sqrt(1.0 - a * a) * 2.0 * rng.normal(size=2)
+        z = p + wander + (np.array([0.0, 0.3 * (t - 150.0)]) if drift and t > 150.0 else 0.0)
+        v = mon.assess(t, [z[0], z[1], 0.0], cov, 1.0, p, t, np.eye(2))
+        if v.verdict == Verdict.REJECTED:
+            return t, v.reason
+    return None
+
+
+def test_the_track_check_catches_a_slow_drift_sooner_than_the_window_checks():
+    """Against one reference epoch the receiver's wander enters the window mismatch twice, so a
+    0.3 m/s drift needs ~50 s to stand out of it; against the odom track fitted to minutes of
+    accepted GNSS it enters once: caught ~25 s sooner, and the clean run raises no alarm."""
+    t_win, why_win = _first_rejection_on_a_wandering_receiver(0.0, drift=True)
+    t_trk, why_trk = _first_rejection_on_a_wandering_receiver(7.0, drift=True)
+    assert why_trk.startswith("drift:") and "off the dead-reckoned track" in why_trk, why_trk
+    assert 150.0 < t_trk < 185.0 and t_trk < t_win - 15.0, (t_trk, t_win, why_win)
+    assert _first_rejection_on_a_wandering_receiver(7.0, drift=False) is None

@@ -84,6 +84,14 @@ class FusionConfig:
     gnss_drift_window_s: float = param(60.0, "long window of the drift check against dead reckoning", "s")
     gnss_drift_m: float = param(6.0, "long-window displacement mismatch vs dead reckoning over this: REJECTED", "m")
     gnss_jump_sigma: float = param(3.0, "... or over this many std of the window mismatch", "")
+    gnss_track_m: float = param(0.0, "track check: the newest GNSS off the dead-reckoned track by over this (and "
+                                "over gnss_jump_sigma times the fit's rms): REJECTED as a drift. The track is "
+                                "the odom track rigidly fitted to the accepted GNSS of the last gnss_track_fit_s "
+                                "up to gnss_track_exclude_s ago, so one epoch's wander does not set the reference "
+                                "as in the window checks (for receivers whose error wanders metres; 0: off)", "m")
+    gnss_track_fit_s: float = param(240.0, "span of accepted GNSS the track check fits the odom track to", "s")
+    gnss_track_exclude_s: float = param(10.0, "the newest accepted GNSS this long is left out of the track check's "
+                                        "fit (a drift under test must not bend its own reference)", "s")
     gnss_window_degrade_ratio: float = param(0.8, "a window mismatch over this share of its rejection threshold: "
                                              "DEGRADED, variance inflated by gnss_degraded_scale * share / this "
                                              "(a slow drift is followed less before it is rejected; 0: off)", "")

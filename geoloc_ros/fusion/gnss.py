@@ -1,5 +1,5 @@
-"""GNSS side of the filter: map datum (geodesy with pyproj), datum fitting, degradation monitor
-and the wheel-slip detector.
+"""GNSS side of the filter: map datum (geodesy with pyproj), datum fitting and the degradation
+monitor (the wheel-slip detector is in :mod:`geoloc_ros.fusion.slip`).
 
 Map datum convention: the map frame's origin is at (lat0, lon0, alt0) on WGS-84; ``yaw_rad`` is
 the heading of the map x axis counter-clockwise from East, so ``p_enu = Rz(yaw) @ p_map``.
@@ -15,7 +15,7 @@ import pyproj
 from geoloc_ros.events import FixStatus, GnssEvent, Verdict
 from geoloc_ros.geometry import rot_z
 
-__all__ = ["Datum", "fit_datum", "GnssMonitor", "GnssAssessment", "WheelSlipDetector"]
+__all__ = ["Datum", "fit_datum", "GnssMonitor", "GnssAssessment"]
 
 
 class Datum:
@@ -139,6 +139,27 @@ class GnssAssessment:
     #: on the epoch that opens a jump/drift hold: the ``anchor`` the caller stored with the
     #: window check's reference epoch (the last accepted epoch before the mismatch), else None
     anchor: object = None
+
+
+@dataclass
+class RigidFit2D:
+    """``z ~ R @ o + p`` fitted to 2-D point pairs: R (2, 2), p (2,) m, rms_m the rms residual,
+    spread_m the rms distance of the ``o`` points from their centroid."""
+    R: np.ndarray
+    p: np.ndarray
+    rms_m: float
+    spread_m: float
+
+
+def rigid_fit_2d(Z: np.ndarray, O: np.ndarray) -> RigidFit2D:
+    """Least-squares rotation and translation taking the points O (N, 2) onto Z (N, 2)."""
+    zm, om = Z.mean(0), O.mean(0)
+    Zc, Oc = Z - zm, O - om
+    H = Oc.T @ Zc
+    R = rot_z(np.arctan2(H[0, 1] - H[1, 0], H[0, 0] + H[1, 1]))[:2, :2]
+    p = zm - R @ om
+    rms = float(np.sqrt(np.mean(np.sum((Z - O @ R.T - p) ** 2, 1))))
+    return RigidFit2D(R, p, rms, float(np.sqrt(np.mean(np.sum(Oc ** 2, 1)))))
 
 
 class GnssMonitor:
@@ -266,7 +287,8 @@ class GnssMonitor:
         checks = {"nis": nis, "var_h_m2": var_rep}
         self.epochs.append([t, z_xy.copy(), np.asarray(odom_xy, float).copy(), float(odom_dist_m),
                             np.asarray(R_map_odom_2d, float).copy(), False, anchor, float(yaw_std_rad)])
-        keep_s = max(2.5 * cfg.gnss_window_s, 1.5 * cfg.gnss_drift_window_s, cfg.gnss_fit_s)
+        keep_s = max(2.5 * cfg.gnss_window_s, 1.5 * cfg.gnss_drift_window_s, cfg.gnss_fit_s,
+                     cfg.gnss_track_fit_s if cfg.gnss_track_m > 0 else 0.0)
         while self.epochs and self.epochs[0][0] < t - keep_s:
             self.epochs.popleft()
 
@@ -276,6 +298,9 @@ class GnssMonitor:
                 or self._window_check(t, var_win, checks, cfg.gnss_drift_window_s, cfg.gnss_drift_m))
         if jump and self._agrees_across_gap(t, var_win, checks):
             jump = ""
+        # the track check after the gap check: its reference is minutes of track, not the one
+        # epoch before a gap, and a gap it opened itself (a drift it holds out) must not clear it
+        jump = jump or self._track_check(t, checks)
         if t < self.grace_until:
             jump = ""   # re-converging after a covariance reset: the filter's heading is suspect
         if jump and t - self.reject_since > cfg.gnss_hold_max_s:
@@ -347,15 +372,47 @@ class GnssMonitor:
         self._fit_R = None
         if len(acc) < 10:
             return None
-        Z = np.array([e[1] for e in acc])
-        O = np.array([e[2] for e in acc])
-        Zc, Oc = Z - Z.mean(0), O - O.mean(0)
-        if np.sqrt(np.mean(np.sum(Oc ** 2, 1))) < 10.0:
+        fit = rigid_fit_2d(np.array([e[1] for e in acc]), np.array([e[2] for e in acc]))
+        if fit.spread_m < 10.0:
             return None
-        H = Oc.T @ Zc
-        a = np.arctan2(H[0, 1] - H[1, 0], H[0, 0] + H[1, 1])
-        self._fit_R = rot_z(a)[:2, :2]
+        self._fit_R = fit.R
         return self._fit_R
+
+    def _track_check(self, t, checks) -> str:
+        """Reason string when the newest GNSS epoch lies off the dead-reckoned track by more than
+        ``max(gnss_track_m, gnss_jump_sigma * sigma)``: the odom track rigidly fitted (rotation and
+        translation) to the accepted epochs of the last ``gnss_track_fit_s`` up to
+        ``gnss_track_exclude_s`` ago, sigma the fit's rms residual with the odometry error over the
+        distance since its newest epoch. Against a single reference epoch (the window checks) the
+        receiver's wander enters twice; against a fit of minutes of track it enters once, so a slow
+        drift stands out of it sooner (on the Husky bag a 0.3 m/s drift after ~24 s, not ~40 s)."""
+        cfg = self.cfg
+        if cfg.gnss_track_m <= 0:
+            return ""
+        acc = [e for e in self.epochs
+               if e[5] and t - cfg.gnss_track_fit_s <= e[0] <= t - cfg.gnss_track_exclude_s]
+        if len(acc) < 20:
+            return ""
+        fit = rigid_fit_2d(np.array([e[1] for e in acc]), np.array([e[2] for e in acc]))
+        if fit.spread_m < 10.0:
+            return ""   # too short a track to fix its heading: the window checks decide
+        cur = self.epochs[-1]
+        mism = float(np.linalg.norm(cur[1] - (fit.R @ cur[2] + fit.p)))
+        sigma = float(np.hypot(fit.rms_m, cfg.gnss_window_odom_rel * (cur[3] - acc[-1][3])))
+        thr = max(cfg.gnss_track_m, cfg.gnss_jump_sigma * sigma)
+        checks["track_mismatch_m"], checks["track_sigma_m"], checks["track_thr_m"] = mism, sigma, thr
+        if mism > thr:
+            # the re-anchoring reference: the newest accepted epoch still on the track along the
+            # mismatch (about where the drift set in; the fit's newest epoch may carry much of it)
+            u = (cur[1] - (fit.R @ cur[2] + fit.p)) / max(mism, 1e-9)
+            self._fired_ref = acc[0]
+            for e in reversed([e for e in self.epochs if e[5] and e[0] >= acc[0][0]]):
+                if float((e[1] - (fit.R @ e[2] + fit.p)) @ u) < min(fit.rms_m, 0.3 * mism):
+                    self._fired_ref = e
+                    break
+            return (f"drift: {mism:.1f} m off the dead-reckoned track fitted to {len(acc)} accepted "
+                    f"epochs over {acc[-1][0] - acc[0][0]:.0f} s (> {thr:.1f} m)")
+        return ""
 
     def _agrees_across_gap(self, t, var_h, checks) -> bool:
         """After a gap in the accepted epochs (an outage or a rejection streak of at least
@@ -430,54 +487,3 @@ class GnssMonitor:
             return (f"jump/drift: {mism:.1f} m mismatch vs dead reckoning over "
                     f"{t - ref[0]:.0f} s (> {thr:.1f} m)")
         return ""
-
-
-class WheelSlipDetector:
-    """Wheel slip: the wheel forward speed against the IMU-predicted speed of the filter.
-
-    Slip starts when a wheel update's forward-speed NIS exceeds ``slip_gate_chi2`` and its
-    difference exceeds ``slip_abs_mps + slip_rel * |v|``; the filter skips it. Slip is a state,
-    not a per-message test: while it lasts the filter runs on the IMU alone, its velocity
-    covariance grows within a second to where a wheel still off by the same 0.6 m/s passes the NIS
-    gate, and accepting it would pull the filter onto the slipping wheels (which then made the
-    wheels that stopped slipping look like slip). So a slip that starts after the wheels agreed
-    with the filter while moving holds while the difference stays over the threshold, whatever
-    the NIS, and ends when the wheel agrees with the IMU again or after ``slip_hold_max_s`` (the
-    filter's own velocity may be what is wrong: never lock the wheels out for good). Before the
-    wheels first agree while moving after an initialization (its velocity may be a guess), and
-    when the robot sets off from a stop (the wheels' step there is the start of the motion more
-    often than slip, and an IMU that misses the start-up pulse must not hold the wheels out), only
-    the per-message test applies.
-    Counts are kept.
-    """
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.count = 0
-        self.restart()
-
-    def restart(self) -> None:
-        """The filter was (re-)initialized: its velocity has not been checked against the wheels."""
-        self.slipping = False
-        self.since = None       # stamp (s) the current slip started
-        self.agreed = False     # a moving wheel reading agreed with the filter since then
-
-    def check(self, v_wheel: float, v_pred: float, S_vv: float, t: float | None = None,
-              moving: bool = True) -> bool:
-        """Is the wheel reading ``v_wheel`` (m/s) at stamp ``t`` (s) slip, given the filter's
-        predicted forward speed ``v_pred`` (m/s) and innovation variance ``S_vv`` (m^2/s^2)?
-        ``moving``: False for a wheel reading a stop (the zero-velocity update's check)."""
-        cfg = self.cfg
-        d = v_wheel - v_pred
-        over = abs(d) > cfg.slip_abs_mps + cfg.slip_rel * abs(v_wheel)
-        held = (self.slipping and over and self.since is not None     # since: None without t
-                and 0.0 <= t - self.since < cfg.slip_hold_max_s)
-        started = over and d * d / max(S_vv, 1e-12) > cfg.slip_gate_chi2
-        if started and not self.slipping:
-            self.since = t if self.agreed else None
-        self.slipping = bool(held or started)
-        if not self.slipping:
-            self.since = None
-            self.agreed = moving
-        self.count += int(self.slipping)
-        return self.slipping
