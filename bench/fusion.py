@@ -165,6 +165,20 @@ def husky_cfg() -> FusionConfig:
                         odom_gyro_bias="initial", gnss_track_m=7.0)
 
 
+def gnss_agreement(res, gnss, datum) -> tuple[float, float]:
+    """How the fused path ``res`` agrees with the GNSS epochs ``gnss`` (GnssEvent list) inside its
+    time span: the fraction of epochs whose horizontal distance to the path is within 3x the fix's
+    reported 2-D std, and the median distance over the median reported 2-D std."""
+    t = np.array([e.t for e in gnss])
+    z = datum.to_map(np.array([e.lat_deg for e in gnss]), np.array([e.lon_deg for e in gnss]),
+                     np.array([e.alt_m for e in gnss]))
+    sig = np.sqrt(np.array([e.cov_enu_m2[0, 0] + e.cov_enu_m2[1, 1] for e in gnss]))
+    m = (t > res.t[0]) & (t < res.t[-1])
+    d = np.hypot(np.interp(t[m], res.t, res.T[:, 0, 3]) - z[m, 0],
+                 np.interp(t[m], res.t, res.T[:, 1, 3]) - z[m, 1])
+    return float(np.mean(d < 3.0 * sig[m])), float(np.median(d) / np.median(sig[m]))
+
+
 def path_deviation(ref, res, t_a, t_b) -> float:
     """Largest horizontal distance (m) of ``res`` from ``ref`` over [t_a, t_b] (matched by time)."""
     m = (res.t >= t_a) & (res.t <= t_b)
@@ -227,6 +241,9 @@ def run_husky(quick: bool, metrics: dict, rows: list):
         clean = run_events(make(), events, sample_every=3, on_gnss=wander)
         if wander is not None:
             metrics.update(wander.metrics())
+            gnss = [e for e in events if isinstance(e, GnssEvent)]
+            metrics["husky.clean_in_3sigma"], metrics["husky.clean_median_over_sigma"] = \
+                gnss_agreement(clean, gnss, datum)
         row = [name]
         for fname, fl in faults.items():
             res = run_events(make(), inject_gnss_faults(events, fl, datum), sample_every=3)
@@ -253,6 +270,9 @@ def run(out_dir: Path = Path("bench_out"), quick: bool = False) -> dict:
     if hrows:
         print_table(["variant", "jump_dev_m", "outage_dev_m", "drift_dev_m"], hrows,
                     title="fusion: real Husky bag, deviation from own clean-run path under injected /fix faults")
+        print(f"husky clean run: {100 * metrics.get('husky.clean_in_3sigma', np.nan):.1f} % of fixes within 3 "
+              f"reported sigma of the fused path, median distance "
+              f"{metrics.get('husky.clean_median_over_sigma', np.nan):.2f} x the reported sigma")
         print(f"husky: drift first rejected {metrics.get('husky.drift_detect_s', np.nan):.1f} s after it "
               f"started; the clean bag's GNSS-minus-dead-reckoning mismatch (the floor a drift must "
               f"beat): 20 s window p95 {metrics.get('husky.clean_window20_mismatch_p95_m', np.nan):.1f} / "

@@ -66,14 +66,9 @@ def test_fused_path_within_reported_gnss_uncertainty(husky, clean_runs):
     events, g, datum = husky
     res = clean_runs["ours"]
     assert res.last.counters.get("initializations") == 1
-    t = np.array([e.t for e in g])
-    z = datum.to_map(np.array([e.lat_deg for e in g]), np.array([e.lon_deg for e in g]),
-                     np.array([e.alt_m for e in g]))
-    sig = np.sqrt(np.array([e.cov_enu_m2[0, 0] + e.cov_enu_m2[1, 1] for e in g]))   # 2-D std, m
-    m = (t > res.t[0]) & (t < res.t[-1])
-    d = np.hypot(np.interp(t[m], res.t, res.T[:, 0, 3]) - z[m, 0], np.interp(t[m], res.t, res.T[:, 1, 3]) - z[m, 1])
-    assert np.mean(d < 3.0 * sig[m]) > 0.9
-    assert np.median(d) < 1.5 * np.median(sig[m])
+    from bench.fusion import gnss_agreement
+    in_3sigma, median_over_sigma = gnss_agreement(res, g, datum)
+    assert in_3sigma > 0.9 and median_over_sigma < 1.5, (in_3sigma, median_over_sigma)
     # and the filter accepted the healthy real GNSS nearly always
     verdicts = [v for _, v, _ in res.verdicts if v != "DENIED"]
     assert np.mean([v in ("OK", "DEGRADED") for v in verdicts]) > 0.95
