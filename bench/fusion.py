@@ -221,7 +221,7 @@ class HuskyGnssWander:
         return out
 
 
-def _first_rejection_s(res, t_a: float) -> float:
+def first_rejection_s(res, t_a: float) -> float:
     """Seconds from ``t_a`` to the first REJECTED GNSS verdict at or after it (NaN: none)."""
     ts = [t for t, v, _ in res.verdicts if t >= t_a and v == Verdict.REJECTED.value]
     return float(ts[0] - t_a) if ts else float("nan")
@@ -251,7 +251,7 @@ def run_husky(quick: bool, metrics: dict, rows: list):
             prefix = "husky" if name == "ours" else "naive.husky"
             metrics[f"{prefix}.{fname}_deviation_m"] = dev
             if name == "ours" and fname == "drift":
-                metrics["husky.drift_detect_s"] = _first_rejection_s(res, fl[0].t0_s)
+                metrics["husky.drift_detect_s"] = first_rejection_s(res, fl[0].t0_s)
             row.append(dev)
         rows.append(row)
 

@@ -397,14 +397,15 @@ class GnssMonitor:
         if fit.spread_m < 10.0:
             return ""   # too short a track to fix its heading: the window checks decide
         cur = self.epochs[-1]
-        mism = float(np.linalg.norm(cur[1] - (fit.R @ cur[2] + fit.p)))
+        r = cur[1] - (fit.R @ cur[2] + fit.p)
+        mism = float(np.linalg.norm(r))
         sigma = float(np.hypot(fit.rms_m, cfg.gnss_window_odom_rel * (cur[3] - acc[-1][3])))
         thr = max(cfg.gnss_track_m, cfg.gnss_jump_sigma * sigma)
         checks["track_mismatch_m"], checks["track_sigma_m"], checks["track_thr_m"] = mism, sigma, thr
         if mism > thr:
             # the re-anchoring reference: the newest accepted epoch still on the track along the
             # mismatch (about where the drift set in; the fit's newest epoch may carry much of it)
-            u = (cur[1] - (fit.R @ cur[2] + fit.p)) / max(mism, 1e-9)
+            u = r / max(mism, 1e-9)
             self._fired_ref = acc[0]
             for e in reversed([e for e in self.epochs if e[5] and e[0] >= acc[0][0]]):
                 if float((e[1] - (fit.R @ e[2] + fit.p)) @ u) < min(fit.rms_m, 0.3 * mism):
